@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set up .venv,
+# install and migrate first; `make install` is quick when nothing changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+	@mkdir -p var
+	@$(BIN)/python manage.py migrate --noinput -v 0
+
+run: install
+	@echo "Switchboard on http://127.0.0.1:$(PORT)/ with a probe worker beside it (Ctrl-C stops both)"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/celery -A advisor worker -Q probes --loglevel=INFO --concurrency=2 & \
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy advisor probes tests bench
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .mypy_cache .ruff_cache .pytest_cache

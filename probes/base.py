@@ -1,0 +1,120 @@
+"""The types every probe shares (``shared/usecase-v1.md`` section 4).
+
+One signature for all protocols, as in blackbox_exporter::
+
+    async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample
+
+``target`` is already resolved and checked by :mod:`probes.guard`: a probe
+connects to ``target.address`` (never re-resolves ``target.host``) and keeps
+``target.host`` for TLS SNI and the Host header. ``deadline`` is a
+``time.monotonic()`` instant the sample must finish by; the runner enforces it
+too. A probe opens a new connection for every sample, times each phase with
+``time.perf_counter_ns()`` around exactly the work of that phase, and returns a
+:class:`Sample`. It raises :class:`ProbeError` (or any OSError/TimeoutError,
+which the runner records) when the target did not answer correctly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+MAX_COUNT = 1000
+MIN_INTERVAL_MS = 10.0
+MAX_TIMEOUT_S = 30.0
+READ_CAP_BYTES = 64 * 1024
+THROUGHPUT_READ_CAP_BYTES = 256 * 1024 * 1024
+
+PHASES: tuple[str, ...] = ("dns", "connect", "tls", "ttfb", "transfer")
+
+
+class ProbeError(Exception):
+    """The target answered wrongly or not at all; the message says how."""
+
+
+class Target(BaseModel):
+    """A parsed, resolved and allowed probe target."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = Field(description="The URL as given, with any password masked.")
+    scheme: str
+    host: str = Field(description="Host name (or literal address) from the URL.")
+    port: int
+    address: str = Field(description="The resolved address that the guard checked.")
+    path: str = "/"
+    query: str = ""
+    username: str | None = None
+    password: SecretStr | None = None
+    dns_ms: float | None = Field(None, description="Time the single resolution took.")
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in TLS_SCHEMES
+
+
+TLS_SCHEMES = frozenset(
+    {"tls", "https", "wss", "amqps", "mqtts", "rediss", "grpcs", "graphql+https", "soap+https"}
+)
+
+
+class ProbeConfig(BaseModel):
+    """Per-run settings; bounds from the contract and the probe issue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(10, ge=1, le=MAX_COUNT)
+    interval_ms: float = Field(100.0, ge=MIN_INTERVAL_MS, le=60_000)
+    timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
+    throughput: bool = False
+    insecure: bool = False
+
+    @property
+    def read_cap(self) -> int:
+        return THROUGHPUT_READ_CAP_BYTES if self.throughput else READ_CAP_BYTES
+
+
+class Sample(BaseModel):
+    """One timed attempt against the target."""
+
+    ok: bool = True
+    latency_ms: float | None = Field(None, description="The sample's round trip / total time.")
+    phases_ms: dict[str, float | None] = Field(default_factory=dict)
+    transfer_bytes: int = 0
+    transfer_s: float | None = None
+    error: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class LatencyStats(BaseModel):
+    min: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    mean: float
+    stdev: float
+
+
+class ProbeResult(BaseModel):
+    """The section 4 JSON object."""
+
+    kind: str
+    target: str
+    address: str | None = None
+    ok: bool
+    samples: int
+    succeeded: int
+    loss: float
+    latency_ms: LatencyStats | None = None
+    jitter_ms: float | None = None
+    phases_ms: dict[str, float | None] = Field(
+        default_factory=lambda: dict.fromkeys(PHASES)
+    )
+    throughput_bps: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+Outcome = Literal["answered", "failed", "invalid"]
