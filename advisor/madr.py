@@ -1,0 +1,174 @@
+"""A decision as a Markdown Architectural Decision Record (MADR 4 layout).
+
+Pure: built only from what the decision stored (the use case, the frozen
+engine result and the knowledge-base version), so an exported record says
+exactly what the share page says, whatever the engine says today.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.forms import CHOICE_LABELS, QUESTIONS
+from advisor.models import Decision
+from advisor.usecase import UseCase
+
+_DEFAULTS: dict[str, Any] = {
+    name: info.default for name, info in UseCase.model_fields.items() if not info.is_required()
+}
+
+
+def _line(text: Any) -> str:
+    """One line of user or stored text: no newlines that would break the Markdown layout."""
+    return " ".join(str(text).split())
+
+
+def _answer(field: str, value: Any) -> str:
+    if value is None:
+        return "no limit" if field == "latency_ms" else "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if field in CHOICE_LABELS and isinstance(value, str):
+        return CHOICE_LABELS[field].get(value, value)
+    return _line(value)
+
+
+def _label(item: dict[str, Any]) -> str:
+    label = item.get("label") or item.get("method") or "?"
+    implementation = item.get("implementation")
+    return f"{label} ({implementation})" if implementation else str(label)
+
+
+def _score(item: dict[str, Any]) -> str:
+    try:
+        return f"{float(item.get('score', 0.0)):.2f}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _drivers(usecase: dict[str, Any]) -> list[str]:
+    """The answers that shape the decision: the interaction and every non-default answer."""
+    drivers = []
+    for field, question in QUESTIONS.items():
+        if field in {"title", "notes", "version"} or field not in usecase:
+            continue
+        value = usecase[field]
+        if field != "interaction" and value == _DEFAULTS.get(field):
+            continue
+        drivers.append(f"{question.label.rstrip('?')}: {_answer(field, value)} (`{field}`)")
+    return drivers
+
+
+def _pros_cons(item: dict[str, Any]) -> list[str]:
+    lines = []
+    for exclusion in item.get("exclusions") or []:
+        lines.append(f"* Bad, because it is ruled out: {_line(exclusion)}")
+    factors = sorted(item.get("factors") or [], key=lambda f: -abs(float(f.get("weight", 0) or 0)))
+    for factor in factors:
+        weight = float(factor.get("weight", 0) or 0)
+        kind = "Good" if weight > 0 else "Bad" if weight < 0 else "Neutral"
+        source = factor.get("source_title") or factor.get("source") or ""
+        cite = f" [{_line(source)}]" if source else ""
+        lines.append(
+            f"* {kind}, because {_line(factor.get('text', ''))} "
+            f"({_line(factor.get('answer', ''))}; {weight:+.2f}){cite}"
+        )
+    for caveat in item.get("caveats") or []:
+        lines.append(f"* Neutral, but mind that {_line(caveat)}")
+    if not lines:
+        lines.append("* Neutral, because no answer spoke for or against it")
+    return lines
+
+
+def _sources(ranking: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, str] = {}
+    for item in ranking:
+        for factor in item.get("factors") or []:
+            title = factor.get("source_title") or factor.get("source")
+            if title and title not in seen:
+                seen[title] = factor.get("source_url") or ""
+    return [f"* [{_line(t)}]({u})" if u else f"* {_line(t)}" for t, u in seen.items()]
+
+
+def decision_to_madr(decision: Decision) -> str:
+    usecase: dict[str, Any] = decision.usecase if isinstance(decision.usecase, dict) else {}
+    result: dict[str, Any] = decision.result if isinstance(decision.result, dict) else {}
+    ranking: list[dict[str, Any]] = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
+    warnings = [str(w) for w in result.get("warnings") or []]
+    flips = [f for f in result.get("what_would_change") or [] if isinstance(f, dict)]
+    title = _line(decision.title or usecase.get("title") or "") or "How the two servers talk"
+    winner = ranking[0] if ranking else None
+
+    out: list[str] = [
+        "---",
+        # A recommendation is a proposal until the team accepts it.
+        "status: proposed",
+        f"date: {decision.created_at:%Y-%m-%d}",
+        "decision-makers: (your team)",
+        f"switchboard-knowledge-base: {_line(decision.kb_version) or 'unknown'}",
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "## Context and Problem Statement",
+        "",
+    ]
+    interaction = usecase.get("interaction")
+    out.append(
+        "Two servers need to communicate. The pattern is: "
+        f"{_answer('interaction', interaction)}. Which communication method should they use?"
+    )
+    if usecase.get("notes"):
+        out += ["", f"Notes: {_line(usecase['notes'])}"]
+    out += ["", "## Decision Drivers", ""]
+    out += [f"* {d}" for d in _drivers(usecase)]
+    if warnings:
+        out += ["", "Warnings raised by these answers:", ""]
+        out += [f"* {_line(w)}" for w in warnings]
+
+    out += ["", "## Considered Options", ""]
+    for item in ranking:
+        suffix = " (ruled out)" if item.get("excluded") else ""
+        out.append(f"* {_label(item)}: score {_score(item)}{suffix}")
+
+    out += ["", "## Decision Outcome", ""]
+    if winner is None:
+        out.append("No option was ranked.")
+    else:
+        out.append(f'Chosen option: "{_label(winner)}", because')
+        out.append("")
+        out += [f"* {_line(r)}" for r in winner.get("reasons") or []]
+        if winner.get("implementation_reason"):
+            out.append(f"* Implementation: {_line(winner['implementation_reason'])}")
+        out += ["", "### Consequences", ""]
+        goods = [
+            f"* Good, because {_line(f.get('text', ''))}"
+            for f in winner.get("factors") or []
+            if float(f.get("weight", 0) or 0) > 0
+        ]
+        bads = [f"* Bad, because {_line(c)}" for c in winner.get("caveats") or []]
+        bads += [
+            f"* Bad, because {_line(f.get('text', ''))}"
+            for f in winner.get("factors") or []
+            if float(f.get("weight", 0) or 0) < 0
+        ]
+        out += goods + bads or ["* Neutral, because no consequence was recorded"]
+        if flips:
+            out += ["", "### What would change this decision", ""]
+            out += [f"* {_line(f.get('text', ''))}" for f in flips]
+
+    out += ["", "## Pros and Cons of the Options", ""]
+    for item in ranking:
+        out += [f"### {_label(item)}", "", f"Score {_score(item)}.", ""]
+        out += _pros_cons(item)
+        out.append("")
+
+    out += ["## More Information", ""]
+    out.append(
+        "Generated by Switchboard from the answers above; the ranking was frozen when the "
+        f"recommendation was made (knowledge base {_line(decision.kb_version) or 'unknown'})."
+    )
+    sources = _sources(ranking)
+    if sources:
+        out += ["", "Sources:", "", *sources]
+    return "\n".join(out).rstrip() + "\n"
