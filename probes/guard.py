@@ -1,0 +1,392 @@
+"""Target resolution and the allow/deny decision (the SSRF guard).
+
+Every probe goes through :func:`resolve_target` before a single packet is sent:
+
+1. The URL is parsed with :mod:`urllib.parse`; its scheme must be in
+   :data:`probes.registry.REGISTRY`, and the port comes from the URL or the
+   registry's default (``tcp`` has none, so it needs an explicit port).
+2. A host that *looks* numeric is parsed here, not by the C library, so every
+   spelling an attacker might use for ``127.0.0.1`` (``2130706433``,
+   ``0x7f000001``, ``0x7f.0.0.1``, ``0177.0.0.1``, ``127.1``) is recognised and
+   checked as the address it really is. The rules are the WHATWG URL
+   standard's IPv4 parser, which is also what ``inet_aton`` accepts.
+3. A name is resolved exactly once, and *every* A and AAAA answer is checked: a
+   name with one public and one private answer is refused, because the
+   connection could go to either.
+4. IPv6 addresses that carry an IPv4 address (IPv4-mapped ``::ffff:0:0/96``,
+   NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo
+   ``2001::/32``) are checked for the embedded address too.
+5. The probe connects to :attr:`Target.address`, the address that was checked,
+   so a second resolution can never swap it (DNS rebinding).
+
+Loopback, private, link-local, shared (CGNAT ``100.64.0.0/10``), multicast,
+reserved and unspecified addresses are refused unless a network listed in
+``PROBE_ALLOWED_NETWORKS`` contains them; cloud metadata addresses are refused
+always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+
+from pydantic import SecretStr
+
+from probes.base import Target
+from probes.registry import REGISTRY, schemes
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ENV_ALLOWED = "PROBE_ALLOWED_NETWORKS"
+MASK = "****"
+
+# Refused even when PROBE_ALLOWED_NETWORKS covers them: the instance metadata
+# services of AWS (IPv4 and IPv6), GCP and Azure (169.254.169.254) and Alibaba.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
+)
+
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+# WHATWG: a host whose last label is a number is an IPv4 address or invalid.
+_NUMBER_LABEL = re.compile(r"^(0[xX][0-9a-fA-F]*|[0-9]+)$")
+
+
+class GuardError(ValueError):
+    """The URL is invalid or its target is not allowed; the message says why."""
+
+
+class ResolveError(OSError):
+    """The name did not resolve: the target did not answer (exit 1, not 2)."""
+
+
+@dataclass(frozen=True)
+class ParsedURL:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: str
+    username: str | None
+    password: str | None
+    masked_url: str
+    literal: IPAddress | None
+
+
+# --- URL parsing --------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``****`` (safe to print and log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return SplitResult(
+        parts.scheme, f"{user}:{MASK}@{hostport}", parts.path, parts.query, parts.fragment
+    ).geturl()
+
+
+def _parse_ipv4_number(label: str) -> int | None:
+    """One label of a WHATWG IPv4 host: decimal, ``0x`` hex or ``0``-led octal."""
+    if label[:2] in ("0x", "0X"):
+        digits, base = label[2:], 16
+        if digits == "":
+            return 0
+    elif len(label) > 1 and label.startswith("0"):
+        digits, base = label[1:], 8
+    else:
+        digits, base = label, 10
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
+
+
+def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
+    """Parse the IPv4 spellings ``inet_aton`` and browsers accept.
+
+    Returns None when the host is a name. Raises GuardError when it ends in a
+    number but is not a valid address (``1.2.3.4.5``, ``256.1``, ``08.1``):
+    the C library or a proxy might read such a host differently than we do.
+    """
+    labels = host.split(".")
+    if labels and labels[-1] == "" and len(labels) > 1:
+        labels = labels[:-1]  # one trailing dot is allowed, as in DNS
+    if not labels or not _NUMBER_LABEL.match(labels[-1]):
+        return None
+    if len(labels) > 4:
+        raise GuardError(f"host {host!r} looks like an IPv4 address but has too many parts")
+    numbers: list[int] = []
+    for label in labels:
+        number = _parse_ipv4_number(label) if label else None
+        if number is None:
+            raise GuardError(f"host {host!r} looks like an IPv4 address but {label!r} is no number")
+        numbers.append(number)
+    # All but the last part are single bytes; the last fills the remaining bytes.
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise GuardError(f"host {host!r} looks like an IPv4 address but a part is out of range")
+    value = numbers[-1]
+    for index, number in enumerate(numbers[:-1]):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def parse_host(host: str) -> IPAddress | None:
+    """The address a URL host denotes when it is a literal, else None (a name)."""
+    if ":" in host:
+        if "%" in host:
+            raise GuardError("IPv6 zone identifiers are not supported in probe targets")
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise GuardError(f"host {host!r} is not a valid IPv6 address") from exc
+    if "%" in host:
+        raise GuardError(f"host {host!r} is percent-encoded; write it plainly")
+    return parse_ipv4_host(host)
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Split and validate a probe URL without resolving anything."""
+    if not isinstance(url, str) or not url.strip():
+        raise GuardError("the URL is empty")
+    url = url.strip()
+    masked = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        port_text = parts.port
+    except ValueError as exc:
+        raise GuardError(f"{masked}: invalid URL ({exc})") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in REGISTRY:
+        known = ", ".join(schemes())
+        raise GuardError(f"unknown scheme {scheme or '(none)'!r}; known schemes: {known}")
+    host = parts.hostname
+    if not host:
+        raise GuardError(f"{masked}: the URL has no host")
+    if any(ch.isspace() for ch in host) or "\\" in host:
+        raise GuardError(f"{masked}: the host contains invalid characters")
+    port = port_text if port_text is not None else REGISTRY[scheme].default_port
+    if port == 0:
+        raise GuardError(f"{masked}: a {scheme}:// URL needs an explicit port (1-65535)")
+    literal = parse_host(host)
+    # A numeric host is named by its canonical spelling from here on, so the
+    # Host header and logs show the address that was actually checked.
+    host_name = str(literal) if literal is not None else host.rstrip(".").lower()
+    return ParsedURL(
+        scheme=scheme,
+        host=host_name,
+        port=port,
+        path=parts.path or "/",
+        query=parts.query,
+        username=unquote(parts.username) if parts.username is not None else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        masked_url=masked,
+        literal=literal,
+    )
+
+
+# --- The address policy -------------------------------------------------------
+
+
+def allowed_networks() -> list[IPNetwork]:
+    """Networks from ``PROBE_ALLOWED_NETWORKS``, read now (not at import).
+
+    The environment wins when the variable is present, even empty; otherwise
+    Django's ``settings.PROBE_ALLOWED_NETWORKS`` is used when settings are
+    configured. A malformed entry is an error, never silently skipped.
+    """
+    raw = os.environ.get(ENV_ALLOWED)
+    if raw is None:
+        raw = _settings_value()
+    networks: list[IPNetwork] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise GuardError(f"{ENV_ALLOWED}: {item!r} is not a CIDR network") from exc
+    return networks
+
+
+def _settings_value() -> str:
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            return str(getattr(settings, ENV_ALLOWED, "") or "")
+    except ImportError:  # pragma: no cover - Django is a dependency
+        pass
+    return ""
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address in NAT64_WELL_KNOWN or address in NAT64_LOCAL:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
+
+
+def _special_reason(address: IPAddress) -> str | None:
+    """Why an address is not a public one, or None when it is public."""
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if isinstance(address, ipaddress.IPv4Address) and address in CGNAT:
+        return "shared (CGNAT 100.64.0.0/10)"
+    if address.is_private:
+        return "private"
+    if address.is_reserved:
+        return "reserved"
+    if isinstance(address, ipaddress.IPv6Address) and address in NAT64_LOCAL:
+        return "private (local-use NAT64)"
+    if not address.is_global:
+        return "not globally routable"
+    return None
+
+
+def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -> None:
+    """Raise GuardError unless a probe may send packets to ``address``.
+
+    The address and every IPv4 address embedded in it must each be public or
+    inside an allowed network; metadata addresses are refused regardless.
+    """
+    if networks is None:
+        networks = allowed_networks()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # An IPv4-mapped address reaches the IPv4 host itself: judge that one.
+        address = address.ipv4_mapped
+    views: list[IPAddress] = [address, *embedded_ipv4(address)]
+    for view in views:
+        if view in METADATA_ADDRESSES:
+            raise GuardError(f"{address} is a cloud metadata address; probes never go there")
+    for view in views:
+        # A well-known NAT64 address is a translator's way to reach the IPv4
+        # address it embeds (Python calls the prefix reserved): judge that one.
+        if isinstance(view, ipaddress.IPv6Address) and view in NAT64_WELL_KNOWN:
+            continue
+        reason = _special_reason(view)
+        if reason is None:
+            continue
+        if any(view.version == net.version and view in net for net in networks):
+            continue
+        via = "" if view == address else f" (it embeds {view})"
+        raise GuardError(
+            f"{address}{via} is a {reason} address; set {ENV_ALLOWED} to allow such networks"
+        )
+
+
+# --- Resolution ---------------------------------------------------------------
+
+
+async def _resolve(host: str, port: int, timeout_s: float) -> tuple[list[IPAddress], float]:
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter_ns()
+    try:
+        async with asyncio.timeout(timeout_s):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise ResolveError(f"resolving {host!r} timed out after {timeout_s:g} s") from exc
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolveError(f"could not resolve {host!r}: {exc}") from exc
+    dns_ms = (time.perf_counter_ns() - started) / 1e6
+    answers: list[IPAddress] = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        text = str(sockaddr[0]).split("%", 1)[0]
+        address = ipaddress.ip_address(text)
+        if address not in answers:
+            answers.append(address)
+    if not answers:
+        raise ResolveError(f"{host!r} has no A or AAAA records")
+    return answers, dns_ms
+
+
+async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
+    """Parse, resolve once and check ``url``; the Target to connect to.
+
+    Raises GuardError (invalid or not allowed) or ResolveError (no answer).
+    """
+    parsed = parse_url(url)
+    networks = allowed_networks()
+    if parsed.literal is not None:
+        address = parsed.literal
+        check_address(address, networks)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        dns_ms: float | None = None
+    else:
+        answers, dns_ms = await _resolve(parsed.host, parsed.port, timeout_s)
+        for answer in answers:
+            check_address(answer, networks)
+        address = answers[0]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+    return Target(
+        url=parsed.masked_url,
+        scheme=parsed.scheme,
+        host=parsed.host,
+        port=parsed.port,
+        address=str(address),
+        path=parsed.path,
+        query=parsed.query,
+        username=parsed.username,
+        password=SecretStr(parsed.password) if parsed.password is not None else None,
+        dns_ms=dns_ms,
+    )
+
+
+async def check_redirect(location: str, current: Target, timeout_s: float = 5.0) -> Target:
+    """Check one redirect hop: ``location`` relative to ``current``.
+
+    Only http and https hops are followed; the hop is resolved and checked
+    like a fresh target, and credentials are never carried to it.
+    """
+    base_scheme = "https" if current.tls else "http"
+    host = f"[{current.host}]" if ":" in current.host else current.host
+    base = f"{base_scheme}://{host}:{current.port}{current.path}"
+    if current.query:
+        base += f"?{current.query}"
+    joined = urljoin(base, location.strip())
+    scheme = urlsplit(joined).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise GuardError(f"redirect to {mask_url(joined)!r} leaves http(s); not followed")
+    parts = urlsplit(joined)
+    if parts.password is not None or parts.username is not None:
+        hostport = parts.netloc.rpartition("@")[2]
+        joined = SplitResult(parts.scheme, hostport, parts.path, parts.query, "").geturl()
+    return await resolve_target(joined, timeout_s)

@@ -1,0 +1,240 @@
+"""The shared work of every probe: guard, schedule, deadline, errors, statistics.
+
+A protocol module only knows how to take one sample. The runner
+
+1. resolves and checks the URL once with :mod:`probes.guard` (a refusal is a
+   :class:`~probes.guard.GuardError`, raised before any packet is sent);
+2. takes ``count`` samples one after another, sample ``i`` starting at
+   ``start + i * interval`` on the monotonic clock, not "sleep interval after
+   each sample", so the time a sample takes does not stretch the cadence. A
+   sample that overruns its slot (a timeout longer than the interval) makes
+   the next one start as soon as it ends, and the schedule continues from
+   there instead of firing the missed slots back to back;
+3. bounds every sample by its deadline, ``min(now + timeout, end of the
+   probe)``, where the whole probe is bounded by ``count * (interval +
+   timeout)`` from its start, resolution included;
+4. turns every exception into a failed :class:`Sample` with a short reason,
+   never leaking a password into it; and
+5. builds the section 4 :class:`ProbeResult` with :mod:`probes.stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from probes import stats
+from probes.base import ProbeConfig, ProbeError, ProbeResult, Sample, Target
+from probes.guard import GuardError, ResolveError, mask_url, parse_url, resolve_target
+from probes.registry import REGISTRY, ProbeFn, probe_function
+
+logger = logging.getLogger(__name__)
+
+SampleCallback = Callable[[int, Sample], None]
+
+# How many targets run_many probes at once: enough for the 200-target bench,
+# few enough to stay far below the default limit of 1024 file descriptors.
+DEFAULT_CONCURRENCY = 256
+
+
+def probe_budget_s(config: ProbeConfig) -> float:
+    """The most a whole probe may take: count x (interval + timeout)."""
+    return config.count * (config.interval_ms / 1000.0 + config.timeout_s)
+
+
+def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
+    """A short, user-facing reason for a failed sample."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout_s:g} s" if timeout_s else "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, ProbeError):
+        return str(exc) or "wrong answer"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def scrub(text: str | None, target: Target) -> str | None:
+    """Remove the target's password from a message that might quote it."""
+    if text is None or target.password is None:
+        return text
+    secret = target.password.get_secret_value()
+    return text.replace(secret, "****") if secret else text
+
+
+async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline: float) -> Sample:
+    """One sample, bounded by ``deadline`` (a ``time.monotonic()`` instant)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return Sample(ok=False, error="not taken: the probe's time budget was used up")
+    started = time.perf_counter_ns()
+    try:
+        async with asyncio.timeout(remaining):
+            sample = await fn(target, config, deadline)
+    except TimeoutError:
+        sample = Sample(ok=False, error=describe_error(TimeoutError(), round(remaining, 3)))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # A bug in a probe module must not take the run down; it is recorded
+        # (and logged with its traceback) like any other failure.
+        if not isinstance(exc, OSError | ProbeError):
+            logger.exception("probe %s raised unexpectedly", target.url)
+        sample = Sample(ok=False, error=describe_error(exc))
+    elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+    if sample.ok and sample.latency_ms is None:
+        # A module that reports no latency gets the time around its call.
+        sample = sample.model_copy(update={"latency_ms": elapsed_ms})
+    if not sample.ok and sample.error is None:
+        sample = sample.model_copy(update={"error": "failed"})
+    if sample.error is not None and target.password is not None:
+        sample = sample.model_copy(update={"error": scrub(sample.error, target)})
+    return sample
+
+
+def summarize(target: Target, config: ProbeConfig, samples: Sequence[Sample]) -> ProbeResult:
+    """The section 4 result for the samples taken against ``target``."""
+    answered = [s for s in samples if s.ok]
+    latencies = [s.latency_ms for s in answered if s.latency_ms is not None]
+    phases = stats.phase_medians(answered)
+    # DNS is resolved once, by the guard, not per sample.
+    phases["dns"] = round(target.dns_ms, 3) if target.dns_ms is not None else None
+    jitter = stats.jitter(latencies)
+    details: dict[str, Any] = {}
+    for sample in answered or list(samples[-1:]):
+        details.update(sample.details)
+    failures = [s.error or "failed" for s in samples if not s.ok]
+    if failures and answered:
+        details["sample_errors"] = dict(Counter(failures))
+    error: str | None = None
+    if not answered:
+        error = most_common(failures) if failures else "no samples taken"
+    return ProbeResult(
+        kind=REGISTRY[target.scheme].kind,
+        target=target.url,
+        address=target.address,
+        ok=bool(answered),
+        samples=len(samples),
+        succeeded=len(answered),
+        loss=round(stats.loss(len(samples), len(answered)), 4),
+        latency_ms=stats.latency_stats(latencies),
+        jitter_ms=round(jitter, 3) if jitter is not None else None,
+        phases_ms=phases,
+        throughput_bps=stats.throughput_bps(answered) if config.throughput else None,
+        details=details,
+        error=error,
+    )
+
+
+def most_common(errors: Sequence[str]) -> str:
+    """The most frequent error; among equals, the one seen last."""
+    counts = Counter(errors)
+    top = max(counts.values())
+    return next(e for e in reversed(errors) if counts[e] == top)
+
+
+def unresolved_result(url: str, reason: str) -> ProbeResult:
+    """The result for a name that did not resolve: nothing was sampled."""
+    parsed = parse_url(url)
+    return ProbeResult(
+        kind=REGISTRY[parsed.scheme].kind,
+        target=parsed.masked_url,
+        address=None,
+        ok=False,
+        samples=0,
+        succeeded=0,
+        loss=1.0,
+        error=reason,
+    )
+
+
+async def run_probe(
+    url: str, config: ProbeConfig, on_sample: SampleCallback | None = None
+) -> ProbeResult:
+    """Probe ``url`` ``config.count`` times and summarise.
+
+    Raises GuardError when the URL is invalid or the target is not allowed
+    (nothing is sent then). Every other failure is reported in the result.
+    ``on_sample(index, sample)`` is called as each sample completes.
+    """
+    started = time.monotonic()
+    end = started + probe_budget_s(config)
+    try:
+        target = await resolve_target(url, timeout_s=config.timeout_s)
+    except ResolveError as exc:
+        return unresolved_result(url, str(exc))
+    fn = probe_function(target.scheme)
+    logger.debug("probing %s at %s", target.url, target.address)
+    interval_s = config.interval_ms / 1000.0
+    samples: list[Sample] = []
+    slot = time.monotonic()
+    for index in range(config.count):
+        now = time.monotonic()
+        if slot > now:
+            await asyncio.sleep(slot - now)
+        begin = time.monotonic()
+        deadline = min(begin + config.timeout_s, end)
+        sample = await take_sample(fn, target, config, deadline)
+        samples.append(sample)
+        if on_sample is not None:
+            on_sample(index, sample)
+        slot = max(slot + interval_s, time.monotonic())
+    return summarize(target, config, samples)
+
+
+def run_probe_sync(
+    url: str, config: ProbeConfig, on_sample: SampleCallback | None = None
+) -> ProbeResult:
+    """:func:`run_probe` in a fresh event loop, for the command line and Celery."""
+    return asyncio.run(run_probe(url, config, on_sample))
+
+
+def refused_result(url: str, reason: str) -> ProbeResult:
+    """The result for a target the guard refused (or an invalid URL)."""
+    try:
+        parsed = parse_url(url)
+        kind, target = REGISTRY[parsed.scheme].kind, parsed.masked_url
+    except GuardError:
+        kind, target = "invalid", mask_url(url)
+    return ProbeResult(
+        kind=kind,
+        target=target,
+        ok=False,
+        samples=0,
+        succeeded=0,
+        loss=1.0,
+        details={"refused": True},
+        error=reason,
+    )
+
+
+async def run_many(
+    urls: Sequence[str], config: ProbeConfig, concurrency: int = DEFAULT_CONCURRENCY
+) -> list[ProbeResult]:
+    """Probe many targets concurrently in this event loop; results in order.
+
+    A refused or invalid URL gives a result with ``details.refused`` and the
+    reason in ``error`` instead of stopping the others.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(url: str) -> ProbeResult:
+        async with gate:
+            try:
+                return await run_probe(url, config)
+            except GuardError as exc:
+                return refused_result(url, str(exc))
+
+    return list(await asyncio.gather(*(one(url) for url in urls)))
+
+
+def run_many_sync(urls: Sequence[str], config: ProbeConfig) -> list[ProbeResult]:
+    return asyncio.run(run_many(urls, config))

@@ -1,0 +1,358 @@
+"""The SSRF guard: every spelling of an address, every answer, nothing sent."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+import pytest
+
+from probes.base import ProbeConfig, Target
+from probes.guard import (
+    GuardError,
+    ResolveError,
+    check_address,
+    check_redirect,
+    mask_url,
+    parse_host,
+    parse_url,
+    resolve_target,
+)
+from probes.runner import run_probe
+
+
+def resolve(url: str) -> Target:
+    return asyncio.run(resolve_target(url, timeout_s=5.0))
+
+
+# --- Spellings of one address ----------------------------------------------------
+
+LOOPBACK_SPELLINGS = [
+    ("127.0.0.1", "127.0.0.1"),
+    ("2130706433", "127.0.0.1"),  # one decimal number
+    ("0x7f000001", "127.0.0.1"),  # one hex number
+    ("0X7F000001", "127.0.0.1"),
+    ("0x7f.0.0.1", "127.0.0.1"),  # hex first part
+    ("0x7f.0x0.0x0.0x1", "127.0.0.1"),
+    ("0177.0.0.1", "127.0.0.1"),  # octal first part
+    ("0177.0.0.01", "127.0.0.1"),
+    ("017700000001", "127.0.0.1"),  # one octal number
+    ("127.1", "127.0.0.1"),  # short form: last part fills three bytes
+    ("127.0.1", "127.0.0.1"),  # short form: last part fills two bytes
+    ("127.0.0.1.", "127.0.0.1"),  # trailing dot
+    ("0x7f.1", "127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(("host", "canonical"), LOOPBACK_SPELLINGS)
+def test_ipv4_spellings_parse_to_the_real_address(host: str, canonical: str) -> None:
+    assert parse_host(host) == ipaddress.ip_address(canonical)
+
+
+@pytest.mark.parametrize(("host", "canonical"), LOOPBACK_SPELLINGS)
+def test_every_loopback_spelling_is_refused_by_default(
+    default_policy: None, host: str, canonical: str
+) -> None:
+    with pytest.raises(GuardError, match="loopback"):
+        resolve(f"http://{host}/")
+
+
+@pytest.mark.parametrize(("host", "canonical"), LOOPBACK_SPELLINGS)
+def test_every_loopback_spelling_is_allowed_by_the_env_and_connects_to_the_canonical_address(
+    allow_loopback: str, host: str, canonical: str
+) -> None:
+    target = resolve(f"http://{host}:8080/x")
+    assert target.address == canonical
+    assert target.host == canonical  # the Host header names what was checked
+    assert target.dns_ms is None  # a literal is not resolved
+
+
+@pytest.mark.parametrize(
+    ("host", "canonical"),
+    [("10.1", "10.0.0.1"), ("10.0x10.1", "10.16.0.1"), ("192.168.257", "192.168.1.1")],
+)
+def test_short_private_forms(default_policy: None, host: str, canonical: str) -> None:
+    assert parse_host(host) == ipaddress.ip_address(canonical)
+    with pytest.raises(GuardError, match="private"):
+        resolve(f"tcp://{host}:80")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "1.2.3.4.5",
+        "256.0.0.1",
+        "1.256.1",
+        "4294967296",
+        "08.0.0.1",
+        "0x7g.0.0.1",
+        "1..2.3",
+        "foo.123",
+    ],
+)
+def test_hosts_that_end_in_a_number_but_are_no_address_are_refused(host: str) -> None:
+    with pytest.raises(GuardError, match="IPv4"):
+        parse_url(f"http://{host}/")
+
+
+def test_percent_encoded_host_is_refused() -> None:
+    with pytest.raises(GuardError, match="percent"):
+        parse_url("http://%31%32%37.0.0.1/")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1]/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),  # IPv4-mapped
+        ("http://[::ffff:7f00:1]/", "loopback"),  # IPv4-mapped, hex
+        ("http://[::ffff:10.0.0.1]/", "private"),
+        ("http://[64:ff9b::7f00:1]/", "loopback"),  # NAT64 of 127.0.0.1
+        ("http://[64:ff9b::10.1.2.3]/", "private"),  # NAT64 of 10.1.2.3
+        ("http://[2002:7f00:1::1]/", "loopback"),  # 6to4 of 127.0.0.1
+        ("http://[2002:c0a8:101::1]/", "private"),  # 6to4 of 192.168.1.1
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[fc00::1]/", "private"),
+        ("http://[ff02::1]/", "multicast"),
+        ("http://[::]/", "unspecified"),
+        ("http://[::127.0.0.1]/", "reserved"),  # deprecated IPv4-compatible
+        ("http://0/", "unspecified"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://169.254.1.1/", "link-local"),
+        ("http://100.64.0.1/", "CGNAT"),
+        ("http://100.127.255.254/", "CGNAT"),
+        ("http://10.0.0.1/", "private"),
+        ("http://172.16.0.1/", "private"),
+        ("http://192.168.0.1/", "private"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://239.255.255.250/", "multicast"),
+        ("http://240.0.0.1/", "private|reserved"),
+        ("http://255.255.255.255/", "private|reserved"),
+        ("http://192.0.2.1/", "private"),  # TEST-NET-1
+        ("http://198.18.0.1/", "private"),  # benchmarking
+    ],
+)
+def test_special_addresses_are_refused_by_default(
+    default_policy: None, url: str, reason: str
+) -> None:
+    with pytest.raises(GuardError, match=reason):
+        resolve(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://8.8.8.8/", "8.8.8.8"),
+        ("http://134744072/", "8.8.8.8"),  # decimal spelling of a public address
+        ("http://[2606:4700:4700::1111]/", "2606:4700:4700::1111"),
+        ("http://[::ffff:8.8.8.8]/", "8.8.8.8"),  # mapped: connect to the IPv4 host
+        ("http://[64:ff9b::808:808]/", "64:ff9b::808:808"),  # NAT64 of a public address
+        ("http://[2002:808:808::1]/", "2002:808:808::1"),  # 6to4 of a public address
+    ],
+)
+def test_public_addresses_pass_without_any_allowance(
+    default_policy: None, url: str, address: str
+) -> None:
+    # Only the guard runs here: nothing is sent to these addresses.
+    assert resolve(url).address == address
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://2852039166/",  # 169.254.169.254 as one number
+        "http://0xa9fea9fe/",
+        "http://0251.0376.0251.0376/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+    ],
+)
+def test_metadata_addresses_are_refused_even_when_allowed(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+    with pytest.raises(GuardError, match="metadata"):
+        resolve(url)
+
+
+def test_allowance_is_per_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", " 10.0.0.0/8 , ")
+    assert resolve("tcp://10.9.8.7:22").address == "10.9.8.7"
+    with pytest.raises(GuardError, match="private"):
+        resolve("tcp://192.168.1.1:22")
+    with pytest.raises(GuardError, match="loopback"):
+        resolve("tcp://127.0.0.1:22")
+
+
+def test_nat64_needs_the_embedded_address_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
+    assert resolve("http://[64:ff9b::7f00:1]/").address == "64:ff9b::7f00:1"
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "64:ff9b::/96")
+    with pytest.raises(GuardError, match=r"embeds 127\.0\.0\.1"):
+        resolve("http://[64:ff9b::7f00:1]/")
+
+
+def test_the_environment_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "")
+    with pytest.raises(GuardError):
+        resolve("tcp://127.0.0.1:9")
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.1/32")
+    assert resolve("tcp://127.0.0.1:9").address == "127.0.0.1"
+
+
+def test_settings_are_the_fallback_when_the_env_var_is_absent(
+    monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    monkeypatch.delenv("PROBE_ALLOWED_NETWORKS", raising=False)
+    settings.PROBE_ALLOWED_NETWORKS = "127.0.0.0/8"  # type: ignore[attr-defined]
+    assert resolve("tcp://127.0.0.1:9").address == "127.0.0.1"
+    settings.PROBE_ALLOWED_NETWORKS = ""  # type: ignore[attr-defined]
+    with pytest.raises(GuardError):
+        resolve("tcp://127.0.0.1:9")
+
+
+def test_a_malformed_allowance_is_an_error_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8,not-a-net")
+    with pytest.raises(GuardError, match="not-a-net"):
+        resolve("tcp://127.0.0.1:9")
+
+
+# --- Names: resolved once, every answer checked -------------------------------
+
+
+def test_a_name_resolving_to_loopback_is_refused_by_default(default_policy: None) -> None:
+    with pytest.raises(GuardError, match="loopback"):
+        resolve("http://localhost:8000/")
+
+
+def test_a_name_resolving_to_loopback_is_allowed_by_the_env(allow_loopback: str) -> None:
+    target = resolve("http://LocalHost.:8000/path?q=1")
+    answers = {info[4][0] for info in socket.getaddrinfo("localhost", 8000)}
+    assert target.address in answers
+    assert target.host == "localhost"  # the name stays for SNI and Host
+    assert target.dns_ms is not None and target.dns_ms >= 0
+    assert (target.path, target.query, target.port) == ("/path", "q=1", 8000)
+
+
+def test_every_answer_must_be_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo("localhost", 80)}
+    # Allow only one of localhost's answers when it has several; with one
+    # answer, allow a network that does not contain it.
+    allowed = "127.0.0.0/8" if any(a.version == 6 for a in answers) else "10.0.0.0/8"
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", allowed)
+    with pytest.raises(GuardError, match="loopback"):
+        resolve("tcp://localhost:80")
+
+
+def test_check_address_judges_each_answer_alone() -> None:
+    networks = [ipaddress.ip_network("127.0.0.0/8")]
+    check_address(ipaddress.ip_address("127.0.0.5"), networks)
+    with pytest.raises(GuardError, match="loopback"):
+        check_address(ipaddress.ip_address("::1"), networks)
+
+
+def test_an_unresolvable_name_is_not_a_guard_refusal(default_policy: None) -> None:
+    # .invalid never resolves (RFC 6761); the target did not answer: exit 1, not 2.
+    with pytest.raises(ResolveError):
+        resolve("tcp://no-such-host.invalid:80")
+
+
+# --- URL validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("gopher://example.org/", "unknown scheme 'gopher'"),
+        ("file:///etc/passwd", "unknown scheme 'file'"),
+        ("example.org:80", "unknown scheme"),
+        ("", "empty"),
+        ("tcp://example.org", "explicit port"),
+        ("tcp://example.org:0", "explicit port"),
+        ("http://example.org:99999/", "invalid URL"),
+        ("http://example.org:http/", "invalid URL"),
+        ("http:///path", "no host"),
+        ("http://[::1/", "invalid URL"),
+        ("http://[fe80::1%25eth0]/", "zone"),
+    ],
+)
+def test_invalid_urls_are_refused_with_a_reason(url: str, message: str) -> None:
+    with pytest.raises(GuardError, match=message):
+        parse_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("http://example.org/", 80),
+        ("https://example.org/", 443),
+        ("ssh://h/", 22),
+        ("redis://h", 6379),
+        ("udp://h", 7),
+        ("graphql+https://h/q", 443),
+        ("HTTP://h/", 80),
+    ],
+)
+def test_default_ports_come_from_the_registry(url: str, port: int) -> None:
+    assert parse_url(url).port == port
+
+
+def test_passwords_are_masked_but_kept_for_the_probe(allow_loopback: str) -> None:
+    url = "sftp://alice:s3cr%40t@127.0.0.1:2222/home"
+    assert mask_url(url) == "sftp://alice:****@127.0.0.1:2222/home"
+    target = resolve(url)
+    assert target.url == "sftp://alice:****@127.0.0.1:2222/home"
+    assert "s3cr" not in target.model_dump_json() and "s3cr" not in repr(target)
+    assert target.username == "alice"
+    assert target.password is not None and target.password.get_secret_value() == "s3cr@t"
+
+
+# --- Redirect hops ---------------------------------------------------------------------
+
+
+def test_redirect_hops_are_checked_like_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
+    current = resolve("http://user:pw@127.0.0.1:8080/a/b?x=1")
+    hop = asyncio.run(check_redirect("../c", current))
+    assert (hop.address, hop.port, hop.path, hop.username) == ("127.0.0.1", 8080, "/c", None)
+    hop = asyncio.run(check_redirect("https://127.0.0.2/z", current))
+    assert (hop.scheme, hop.port) == ("https", 443)
+    with pytest.raises(GuardError, match="metadata"):
+        asyncio.run(check_redirect("http://169.254.169.254/latest", current))
+    with pytest.raises(GuardError, match="private"):
+        asyncio.run(check_redirect("http://0xa000001/", current))
+    with pytest.raises(GuardError, match="leaves http"):
+        asyncio.run(check_redirect("ftp://127.0.0.1/", current))
+
+
+# --- Not one packet goes to a refused address ----------------------------------------
+
+
+def test_no_connection_reaches_a_refused_tcp_address(default_policy: None) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        for host in ("127.0.0.1", "2130706433", "0x7f.1", "localhost", "[::ffff:127.0.0.1]"):
+            with pytest.raises(GuardError):
+                asyncio.run(run_probe(f"tcp://{host}:{port}", ProbeConfig(count=2)))
+        # The kernel would have queued any completed handshake for accept().
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_no_datagram_reaches_a_refused_udp_address(default_policy: None) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        port = receiver.getsockname()[1]
+        with pytest.raises(GuardError):
+            asyncio.run(run_probe(f"udp://127.1:{port}", ProbeConfig(count=3)))
+        with pytest.raises(BlockingIOError):
+            receiver.recvfrom(2048)

@@ -1,0 +1,232 @@
+"""The runner against real local peers: schedule, deadlines, errors, leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.guard import GuardError
+from probes.runner import (
+    probe_budget_s,
+    run_many,
+    run_probe_sync,
+    summarize,
+    take_sample,
+)
+from tests.probes.conftest import TCPListener, open_fds, wait_until
+
+
+def test_a_closed_port_fails_fast_as_refused(allow_loopback: str, closed_tcp_port: int) -> None:
+    started = time.monotonic()
+    result = run_probe_sync(
+        f"tcp://127.0.0.1:{closed_tcp_port}", ProbeConfig(count=3, interval_ms=10, timeout_s=5)
+    )
+    assert not result.ok
+    assert (result.samples, result.succeeded, result.loss) == (3, 0, 1.0)
+    assert result.error == "connection refused"
+    assert result.latency_ms is None and result.jitter_ms is None
+    # Refusal is immediate; it must not wait for the 5 s timeout.
+    assert time.monotonic() - started < 5
+
+
+def test_a_silent_udp_target_times_out_within_timeout_plus_ten_percent(
+    allow_loopback: str, silent_udp: int
+) -> None:
+    timeout = 0.5
+    started = time.monotonic()
+    result = run_probe_sync(
+        f"udp://127.0.0.1:{silent_udp}", ProbeConfig(count=1, timeout_s=timeout)
+    )
+    elapsed = time.monotonic() - started
+    assert not result.ok
+    assert result.error is not None and "timed out" in result.error
+    assert timeout * 0.95 <= elapsed <= timeout * 1.1
+
+
+def test_samples_follow_the_interval_and_stats_are_filled(
+    allow_loopback: str, tcp_listener: TCPListener
+) -> None:
+    config = ProbeConfig(count=5, interval_ms=50, timeout_s=2)
+    seen: list[tuple[int, float]] = []
+    result = run_probe_sync(
+        f"tcp://127.0.0.1:{tcp_listener.port}",
+        config,
+        on_sample=lambda i, s: seen.append((i, time.monotonic())),
+    )
+    assert result.ok and (result.samples, result.succeeded, result.loss) == (5, 5, 0.0)
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    # Four gaps of one interval each: the schedule runs on slots, so the spread
+    # is at least 4 intervals (generous upper bound for a loaded machine).
+    assert 0.2 <= seen[-1][1] - seen[0][1] < 2.0
+    stats = result.latency_ms
+    assert stats is not None
+    assert 0 < stats.min <= stats.p50 <= stats.p95 <= stats.p99 <= stats.max
+    assert result.phases_ms["connect"] == stats.p50  # connect is the latency for tcp
+    assert result.phases_ms["dns"] is None  # a literal address needs no lookup
+    assert result.jitter_ms is not None and result.jitter_ms >= 0
+    assert result.kind == "tcp" and result.address == "127.0.0.1"
+    assert tcp_listener.accepted == 5  # a new connection for every sample
+
+
+def test_a_name_reports_its_single_dns_lookup(
+    allow_loopback: str, tcp_listener: TCPListener
+) -> None:
+    result = run_probe_sync(
+        f"tcp://localhost:{tcp_listener.port}", ProbeConfig(count=2, interval_ms=10)
+    )
+    assert result.ok
+    assert result.phases_ms["dns"] is not None and result.phases_ms["dns"] >= 0
+
+
+def test_no_file_descriptors_leak_over_1000_samples(
+    allow_loopback: str, tcp_listener: TCPListener, closed_tcp_port: int
+) -> None:
+    config = ProbeConfig(count=1000, interval_ms=10, timeout_s=2)
+    before = open_fds()
+    result = run_probe_sync(f"tcp://127.0.0.1:{tcp_listener.port}", config)
+    assert result.succeeded == 1000
+    failed = run_probe_sync(
+        f"tcp://127.0.0.1:{closed_tcp_port}", ProbeConfig(count=100, interval_ms=10)
+    )
+    assert failed.succeeded == 0
+    # The listener thread may still be closing the last accepted connection.
+    wait_until(lambda: open_fds() <= before, timeout=5, what="fds back to the start count")
+
+
+def test_no_file_descriptors_leak_when_samples_time_out(
+    allow_loopback: str, silent_udp: int
+) -> None:
+    before = open_fds()
+    result = run_probe_sync(
+        f"udp://127.0.0.1:{silent_udp}", ProbeConfig(count=20, interval_ms=10, timeout_s=0.05)
+    )
+    assert result.loss == 1.0
+    assert open_fds() <= before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("count", 0), ("count", 1001), ("interval_ms", 9.9), ("timeout_s", 0), ("timeout_s", 30.5)],
+)
+def test_config_bounds(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ProbeConfig(**{field: value})
+
+
+def test_config_accepts_the_bounds_themselves() -> None:
+    config = ProbeConfig(count=1000, interval_ms=10, timeout_s=30)
+    assert probe_budget_s(config) == pytest.approx(1000 * (0.01 + 30))
+
+
+def test_a_refused_target_raises_before_sampling(default_policy: None) -> None:
+    with pytest.raises(GuardError):
+        run_probe_sync("tcp://127.0.0.1:9", ProbeConfig(count=1))
+
+
+def test_an_unresolvable_name_is_a_failed_result(default_policy: None) -> None:
+    result = run_probe_sync("tcp://nothing-here.invalid:80", ProbeConfig(count=2, timeout_s=2))
+    assert not result.ok and result.samples == 0 and result.loss == 1.0
+    assert result.error is not None and "resolve" in result.error
+
+
+# --- take_sample and summarize with probe functions of our own ----------------------
+
+TARGET = Target(
+    url="tcp://u:****@h:1",
+    scheme="tcp",
+    host="h",
+    port=1,
+    address="192.0.2.1",
+    username="u",
+    password=SecretStr("hunter2"),
+)
+
+
+def test_errors_never_carry_the_password() -> None:
+    async def leaky(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+        raise ProbeError("login failed for u:hunter2")
+
+    sample = asyncio.run(take_sample(leaky, TARGET, ProbeConfig(), time.monotonic() + 1))
+    assert not sample.ok and sample.error == "login failed for u:****"
+
+
+def test_a_probe_bug_becomes_a_failed_sample() -> None:
+    async def buggy(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+        raise KeyError("missing")
+
+    sample = asyncio.run(take_sample(buggy, TARGET, ProbeConfig(), time.monotonic() + 1))
+    assert not sample.ok and sample.error is not None and "KeyError" in sample.error
+
+
+def test_a_hanging_probe_is_cut_at_its_deadline() -> None:
+    async def hangs(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    started = time.monotonic()
+    sample = asyncio.run(take_sample(hangs, TARGET, ProbeConfig(), started + 0.2))
+    assert not sample.ok and sample.error is not None and "timed out" in sample.error
+    assert time.monotonic() - started < 0.22
+
+
+def test_summarize_by_hand() -> None:
+    samples = [
+        Sample(latency_ms=1.0, phases_ms={"connect": 1.0}, details={"v": 1}),
+        Sample(ok=False, error="connection reset by peer"),
+        Sample(latency_ms=3.0, phases_ms={"connect": 3.0, "tls": 2.0}, details={"v": 2}),
+        Sample(
+            latency_ms=2.0,
+            phases_ms={"connect": 2.0, "tls": 1.0},
+            transfer_bytes=1000,
+            transfer_s=0.5,
+        ),
+    ]
+    target = TARGET.model_copy(update={"dns_ms": 4.25})
+    result = summarize(target, ProbeConfig(throughput=True), samples)
+    assert (result.samples, result.succeeded, result.loss, result.ok) == (4, 3, 0.25, True)
+    assert result.latency_ms is not None
+    assert (result.latency_ms.min, result.latency_ms.p50, result.latency_ms.max) == (1, 2, 3)
+    assert result.jitter_ms == 1.5  # |3-1| and |2-3|, mean 1.5
+    assert result.phases_ms == {
+        "dns": 4.25,
+        "connect": 2.0,
+        "tls": 1.5,
+        "ttfb": None,
+        "transfer": None,
+    }
+    assert result.throughput_bps == 16000.0
+    assert result.details == {"v": 2, "sample_errors": {"connection reset by peer": 1}}
+    assert result.error is None
+    assert summarize(target, ProbeConfig(), samples).throughput_bps is None
+
+
+def test_summarize_reports_the_most_common_error_when_nothing_answered() -> None:
+    samples = [
+        Sample(ok=False, error="a"),
+        Sample(ok=False, error="b"),
+        Sample(ok=False, error="b"),
+        Sample(ok=False, error="a"),
+    ]
+    result = summarize(TARGET, ProbeConfig(), samples)
+    assert not result.ok and result.loss == 1.0
+    assert result.error == "a"  # tie: the last one seen
+
+
+def test_run_many_probes_concurrently_and_keeps_order(allow_loopback: str) -> None:
+    listeners = [TCPListener().start() for _ in range(20)]
+    try:
+        urls = [f"tcp://127.0.0.1:{lst.port}" for lst in listeners]
+        urls.insert(3, "tcp://169.254.169.254:80")
+        results = asyncio.run(run_many(urls, ProbeConfig(count=3, interval_ms=10)))
+    finally:
+        for lst in listeners:
+            lst.close()
+    assert len(results) == 21
+    assert results[3].details == {"refused": True} and "metadata" in (results[3].error or "")
+    others = results[:3] + results[4:]
+    assert all(r.ok and r.succeeded == 3 for r in others)
+    assert [r.target for r in others] == [f"tcp://127.0.0.1:{lst.port}" for lst in listeners]
