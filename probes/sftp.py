@@ -27,7 +27,6 @@ this module produces contains the password (server text is scrubbed too).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import stat as stat_module
 import time
@@ -45,7 +44,7 @@ from probes.ssh import (
     close_session,
     fingerprint_sha256,
     printable,
-    remaining,
+    sample_timeout,
 )
 
 CHUNK = 1024 * 1024
@@ -139,7 +138,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     attempt = Handshake()
     session = None
     try:
-        async with asyncio.timeout(remaining(deadline)):
+        async with sample_timeout(deadline):
             session = await attempt.open(target, options, wait="auth")
             conn = session.conn
             start = time.perf_counter_ns()

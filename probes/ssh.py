@@ -41,8 +41,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
-import socket
 import struct
 import time
 from collections.abc import Sequence
@@ -52,6 +50,7 @@ from typing import Any, cast
 import asyncssh
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.tlsinfo import tcp_connect
 
 SSH_MSG_KEXINIT = 20
 # Enough for any sane identification line plus a KEXINIT; a server that sends
@@ -60,6 +59,7 @@ TAP_LIMIT = 64 * 1024
 # Pseudo-algorithms that signal extensions, not key-exchange methods (RFC 8308,
 # OpenSSH's strict-kex); they never match the other side's list by design.
 PSEUDO_KEX = ("ext-info-", "kex-strict-")
+DIAGNOSIS_MARGIN_S = 0.01
 
 
 # -- the wire tap ---------------------------------------------------------------
@@ -207,22 +207,6 @@ class _WireTap(asyncio.Protocol):
 # -- connecting ----------------------------------------------------------------
 
 
-async def tcp_connect(address: str, port: int) -> tuple[socket.socket, int]:
-    """Open a non-blocking TCP socket to the checked address; return it and the ns taken."""
-    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    try:
-        start = time.perf_counter_ns()
-        await loop.sock_connect(sock, (address, port))
-        elapsed = time.perf_counter_ns() - start
-    except BaseException:
-        sock.close()
-        raise
-    return sock, elapsed
-
-
 async def client_options(target: Target, **login: Any) -> asyncssh.SSHClientConnectionOptions:
     """Options that load nothing from ~/.ssh and trust any host key (we report it instead).
 
@@ -274,7 +258,7 @@ class Handshake:
     ) -> SSHSession:
         loop = asyncio.get_running_loop()
         options.waiter = loop.create_future()
-        sock, connect_ns = await tcp_connect(target.address, target.port)
+        sock, connect_ms = await tcp_connect(target)
         self.connected_at = time.perf_counter_ns()
         conn: asyncssh.SSHClientConnection | None = None
 
@@ -296,7 +280,8 @@ class Handshake:
         except BaseException:
             conn.abort()
             raise
-        return SSHSession(conn, self.tap, connect_ns, time.perf_counter_ns() - self.connected_at)
+        ready_ns = time.perf_counter_ns() - self.connected_at
+        return SSHSession(conn, self.tap, round(connect_ms * 1e6), ready_ns)
 
     def not_ssh_reason(self) -> str | None:
         """Why the peer is not an SSH server, when it said something that is not SSH."""
@@ -324,8 +309,14 @@ def printable(text: str, limit: int = 200) -> str:
     return clean[:limit] + ("..." if len(clean) > limit else "")
 
 
-def remaining(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
+def sample_timeout(deadline: float) -> asyncio.Timeout:
+    """A timeout that fires just before the runner's own one for the same deadline.
+
+    Both fire at the deadline otherwise, and the runner's would win, replacing
+    a diagnosis made here ("it said '220 ...'", not an SSH server) by a bare
+    "timed out".
+    """
+    return asyncio.timeout(max(0.0, deadline - time.monotonic() - DIAGNOSIS_MARGIN_S))
 
 
 def fingerprint_sha256(public_blob: bytes) -> str:
@@ -362,7 +353,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     options = await client_options(target)
     attempt = Handshake()
     try:
-        async with asyncio.timeout(remaining(deadline)):
+        async with sample_timeout(deadline):
             session = await attempt.open(target, options, wait="kex")
     except TimeoutError:
         reason = attempt.not_ssh_reason()
