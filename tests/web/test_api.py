@@ -1,0 +1,295 @@
+"""The JSON API: ``POST /api/recommendations`` (contract section 5), GET by share token,
+the OpenAPI spec and the docs page. Real engine, real database, Django's test client."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
+from django.test import Client
+from django.utils import timezone
+from openapi_spec_validator import validate
+
+from advisor.api import MAX_BODY_BYTES
+from advisor.engine import METHODS
+from advisor.models import Decision, ShareLink
+from advisor.usecase import FIELDS, UseCaseError, parse_usecase
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/recommendations"
+DOCUMENT: dict[str, Any] = {
+    "title": "Orders to the warehouse",
+    "interaction": "fire_and_forget",
+    "receiver_may_be_offline": True,
+    "rate_per_second": 50,
+}
+
+
+def post_json(client: Client, body: Any, **extra: Any) -> Any:
+    return client.post(URL, data=json.dumps(body), content_type="application/json", **extra)
+
+
+def stored() -> tuple[int, int]:
+    return Decision.objects.count(), ShareLink.objects.count()
+
+
+def test_post_answers_201_with_the_advise_json_id_and_share_url() -> None:
+    response = post_json(Client(), DOCUMENT)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["version"] == 1
+    methods = [entry["method"] for entry in body["ranking"]]
+    assert len(methods) == 11
+    assert sorted(methods) == sorted(METHODS)  # each method exactly once
+    scores = [entry["score"] for entry in body["ranking"]]
+    assert scores == sorted(scores, reverse=True)  # best first
+    for entry in body["ranking"][:3]:
+        assert entry["reasons"], f"{entry['method']} is in the top three without a reason"
+    assert isinstance(body["warnings"], list)
+
+    decision = Decision.objects.get()
+    assert body["id"] == decision.pk
+    assert decision.owner is None
+    # What is stored is what was answered, minus the two fields about where it lives.
+    assert decision.result == {k: v for k, v in body.items() if k not in {"id", "share_url"}}
+    assert decision.usecase["interaction"] == "fire_and_forget"
+
+    assert body["share_url"].startswith("http://testserver/s/")
+    page = Client().get(body["share_url"].removeprefix("http://testserver"))
+    assert page.status_code == 200
+    assert body["ranking"][0]["method"].encode() in page.content
+
+
+def test_share_url_follows_the_host_the_caller_used() -> None:
+    response = post_json(Client(), DOCUMENT, HTTP_HOST="localhost")
+    assert response.status_code == 201
+    assert response.json()["share_url"].startswith("http://localhost/s/")
+
+
+def test_only_interaction_is_required() -> None:
+    response = post_json(Client(), {"interaction": "streaming"})
+    assert response.status_code == 201, response.content
+    assert Decision.objects.get().usecase["message_bytes"] == 1024  # the default, stored
+
+
+INVALID_DOCUMENTS = [
+    pytest.param({**DOCUMENT, "colour": "blue"}, "colour", "not a field", id="unknown-field"),
+    pytest.param({**DOCUMENT, "consumers": "3"}, "consumers", "whole number", id="wrong-type"),
+    pytest.param({**DOCUMENT, "realtime": "yes"}, "realtime", "true or false", id="bool-as-text"),
+    pytest.param({**DOCUMENT, "latency_ms": 0}, "latency_ms", "> 0", id="out-of-range-low"),
+    pytest.param(
+        {**DOCUMENT, "latency_ms": 86_400_001}, "latency_ms", "86400000", id="out-of-range-high"
+    ),
+    pytest.param({**DOCUMENT, "message_bytes": 0}, "message_bytes", ">= 1", id="zero-bytes"),
+    pytest.param({"title": "no interaction"}, "interaction", "is required", id="missing"),
+    pytest.param(
+        {**DOCUMENT, "interaction": "telepathy"}, "interaction", "request_response", id="bad-enum"
+    ),
+    pytest.param({**DOCUMENT, "title": "x" * 201}, "title", "200 characters", id="title-long"),
+    pytest.param({**DOCUMENT, "version": 2}, "version", "the number 1", id="version"),
+]
+
+
+@pytest.mark.parametrize(("document", "field", "says"), INVALID_DOCUMENTS)
+def test_invalid_document_is_422_naming_the_field_and_stores_nothing(
+    document: dict[str, Any], field: str, says: str
+) -> None:
+    response = post_json(Client(), document)
+
+    assert response.status_code == 422, response.content
+    body = response.json()
+    assert field in body["errors"]
+    assert says in body["errors"][field]
+    assert {"loc": ["body", field], "msg": body["errors"][field], "type": "invalid_document"} in (
+        body["detail"]
+    )
+    # The same words the form and `manage.py advise` use: one validator for all.
+    with pytest.raises(UseCaseError) as parsed:
+        parse_usecase(document)
+    assert body["errors"] == parsed.value.errors
+    assert stored() == (0, 0)
+
+
+def test_several_bad_fields_are_all_reported() -> None:
+    response = post_json(Client(), {"interaction": "streaming", "consumers": 0, "peers": "aliens"})
+    assert response.status_code == 422
+    assert set(response.json()["errors"]) == {"consumers", "peers"}
+
+
+@pytest.mark.parametrize("document", [[DOCUMENT], "streaming", 3, None], ids=str)
+def test_a_json_value_that_is_not_an_object_is_422_on_the_body(document: Any) -> None:
+    response = post_json(Client(), document)
+    assert response.status_code == 422, response.content
+    body = response.json()
+    assert body["detail"][0]["loc"] == ["body"]
+    assert "must be an object" in body["detail"][0]["msg"]
+    assert stored() == (0, 0)
+
+
+BAD_BODIES = [
+    pytest.param(b'{"interaction": ', "not valid JSON", id="truncated"),
+    pytest.param(b"interaction=streaming", "not valid JSON", id="not-json"),
+    pytest.param(b"", "empty", id="empty"),
+    pytest.param(b"   \n", "empty", id="blank"),
+    pytest.param(b'{"interaction": "streaming", "title": "\xff\xfe"}', "not valid JSON", id="utf8"),
+    pytest.param(b"[" * 50_000, "not valid JSON", id="deep-nesting"),
+    pytest.param(
+        b'{"interaction": "streaming", "message_bytes": ' + b"9" * 5000 + b"}",
+        "not valid JSON",
+        id="huge-integer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "says"), BAD_BODIES)
+def test_a_body_that_is_not_json_is_400_with_a_clear_message(raw: bytes, says: str) -> None:
+    response = Client().post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert says in response.json()["detail"]
+    assert stored() == (0, 0)
+
+
+def test_an_oversized_body_is_413() -> None:
+    padding = "x" * MAX_BODY_BYTES
+    response = post_json(Client(), {**DOCUMENT, "notes": padding})
+    assert response.status_code == 413
+    assert str(MAX_BODY_BYTES) in response.json()["detail"]
+    assert stored() == (0, 0)
+
+
+def test_a_form_encoded_body_is_415_not_parsed_as_a_form() -> None:
+    response = Client().post(URL, data={"interaction": "streaming"})
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert stored() == (0, 0)
+
+
+def test_json_without_a_content_type_header_is_accepted() -> None:
+    # curl --data-binary without -H sends form encoding; plain HTTP clients may send none.
+    response = Client().generic("POST", URL, json.dumps(DOCUMENT).encode(), content_type="")
+    assert response.status_code == 201, response.content
+
+
+def test_other_methods_on_the_collection_are_405() -> None:
+    assert Client().get(URL).status_code == 405
+    assert Client().delete(URL).status_code == 405
+
+
+def test_a_logged_in_session_owns_its_recommendation_when_it_sends_the_csrf_token() -> None:
+    user = User.objects.create_user("ada", password="correct horse battery staple")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+
+    forged = post_json(client, DOCUMENT)
+    assert forged.status_code == 403
+    assert "X-CSRFToken" in forged.json()["detail"]
+    assert stored() == (0, 0)
+
+    client.get("/api/docs")  # any page of ours that renders a form sets the CSRF cookie
+    token = client.cookies["csrftoken"].value
+    response = post_json(client, DOCUMENT, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201, response.content
+    assert Decision.objects.get(pk=response.json()["id"]).owner == user
+
+
+def test_an_anonymous_caller_needs_no_csrf_token() -> None:
+    response = post_json(Client(enforce_csrf_checks=True), DOCUMENT)
+    assert response.status_code == 201
+
+
+def _create(client: Client) -> tuple[dict[str, Any], str]:
+    response = post_json(client, DOCUMENT)
+    assert response.status_code == 201
+    body = response.json()
+    return body, body["share_url"].rsplit("/", 1)[1]
+
+
+def test_get_by_share_token_returns_the_same_json() -> None:
+    created, token = _create(Client())
+
+    response = Client().get(f"{URL}/{token}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert "noindex" in response["X-Robots-Tag"]
+
+
+def test_get_by_token_shows_the_frozen_result_not_a_new_run() -> None:
+    created, token = _create(Client())
+    decision = Decision.objects.get(pk=created["id"])
+    # As if the engine had said something else back then: the API must not re-run it.
+    frozen = {**decision.result, "warnings": ["said by an older engine"], "kb_version": "old"}
+    Decision.objects.filter(pk=decision.pk).update(result=frozen)
+
+    body = Client().get(f"{URL}/{token}").json()
+
+    assert body["warnings"] == ["said by an older engine"]
+    assert body["kb_version"] == "old"
+
+
+def test_unknown_revoked_and_expired_tokens_get_the_same_404() -> None:
+    _, revoked = _create(Client())
+    _, expired = _create(Client())
+    now = timezone.now()
+    ShareLink.objects.filter(decision__pk=Decision.objects.order_by("pk")[0].pk).update(
+        revoked_at=now
+    )
+    ShareLink.objects.filter(decision__pk=Decision.objects.order_by("pk")[1].pk).update(
+        expires_at=now - timedelta(seconds=1)
+    )
+
+    answers = [
+        Client().get(f"{URL}/{token}") for token in (revoked, expired, "no-such-token", "x" * 5000)
+    ]
+
+    assert [a.status_code for a in answers] == [404, 404, 404, 404]
+    assert len({a.content for a in answers}) == 1
+
+
+def test_a_link_that_expires_later_still_works() -> None:
+    _, token = _create(Client())
+    ShareLink.objects.update(expires_at=timezone.now() + timedelta(days=1))
+    assert Client().get(f"{URL}/{token}").status_code == 200
+
+
+def test_openapi_spec_is_valid_and_documents_the_endpoint() -> None:
+    response = Client().get("/api/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    validate(spec)  # raises on anything that is not a valid OpenAPI document
+
+    post = spec["paths"][URL]["post"]
+    assert set(post["responses"]) >= {"201", "400", "422"}
+    schema_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    usecase = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
+    assert set(usecase["properties"]) == set(FIELDS)
+    assert usecase["required"] == ["interaction"]
+    assert usecase["additionalProperties"] is False
+    created_ref = post["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
+    created = spec["components"]["schemas"][created_ref.rsplit("/", 1)[1]]
+    assert {"ranking", "warnings", "id", "share_url"} <= set(created["properties"])
+    assert "get" in spec["paths"][f"{URL}/{{token}}"]
+
+
+def test_openapi_example_request_is_a_valid_use_case() -> None:
+    spec = Client().get("/api/openapi.json").json()
+    example = spec["paths"][URL]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert post_json(Client(), example).status_code == 201
+
+
+def test_docs_page_loads_swagger_from_our_static_files_only() -> None:
+    response = Client().get("/api/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
+    assert "https://" not in html and "http://" not in html
+    for asset in ("ninja/swagger-ui-bundle.js", "ninja/swagger-ui.css", "ninja/swagger-ui-init.js"):
+        assert finders.find(asset), f"{asset} is not among the static files"
