@@ -372,7 +372,7 @@ class UseCaseForm(forms.Form):
         for name in group.advanced:
             if name in self.errors:
                 return True
-            value = self[name].value()
+            value = self[name].value() if self.is_bound else self.initial.get(name)
             default = defaults.get(name)
             if name in _BOOL_FIELDS:
                 if bool(value) != bool(default):

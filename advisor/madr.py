@@ -23,7 +23,7 @@ def _line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-def _answer(field: str, value: Any) -> str:
+def answer_text(field: str, value: Any) -> str:
     if value is None:
         return "no limit" if field == "latency_ms" else "none"
     if isinstance(value, bool):
@@ -55,7 +55,7 @@ def _drivers(usecase: dict[str, Any]) -> list[str]:
         value = usecase[field]
         if field != "interaction" and value == _DEFAULTS.get(field):
             continue
-        drivers.append(f"{question.label.rstrip('?')}: {_answer(field, value)} (`{field}`)")
+        drivers.append(f"{question.label.rstrip('?')}: {answer_text(field, value)} (`{field}`)")
     return drivers
 
 
@@ -116,7 +116,7 @@ def decision_to_madr(decision: Decision) -> str:
     interaction = usecase.get("interaction")
     out.append(
         "Two servers need to communicate. The pattern is: "
-        f"{_answer('interaction', interaction)}. Which communication method should they use?"
+        f"{answer_text('interaction', interaction)}. Which communication method should they use?"
     )
     if usecase.get("notes"):
         out += ["", f"Notes: {_line(usecase['notes'])}"]

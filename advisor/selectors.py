@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from advisor.models import Decision, ShareLink
+from advisor.usecase import UseCase, parse_usecase
 
 # secrets.token_urlsafe(32) gives 43 characters; anything much longer is not a token
 # and is refused before hashing, so a huge path costs nothing.
@@ -56,3 +62,51 @@ def share_link_get_for_user(*, user: User | AnonymousUser, share_id: int) -> Sha
         .filter(pk=share_id, decision__owner_id=user.pk)
         .first()
     )
+
+
+def decision_get_for_visitor(
+    *, user: User | AnonymousUser, decision_id: int, session_decision_ids: list[int]
+) -> Decision | None:
+    """The decision for its owner, or for the anonymous visitor whose session created it."""
+    decision = Decision.objects.filter(pk=decision_id).first()
+    if decision is None:
+        return None
+    if decision.owner_id is not None:
+        return decision if user.is_authenticated and decision.owner_id == user.pk else None
+    return decision if decision_id in session_decision_ids else None
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    title: str
+    summary: str
+    usecase: UseCase
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+_EXAMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+@cache
+def example_list() -> tuple[Example, ...]:
+    """The gallery shipped in ``advisor/examples``; a broken file fails loudly here."""
+    examples = []
+    for path in sorted(EXAMPLES_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        examples.append(
+            Example(
+                name=path.stem,
+                title=str(data["title"]),
+                summary=str(data.get("summary", "")),
+                usecase=parse_usecase(data["usecase"]),
+            )
+        )
+    return tuple(examples)
+
+
+def example_get(*, name: str) -> Example | None:
+    """An example by name; names come from the gallery, never from the file system."""
+    if not _EXAMPLE_NAME.match(name):
+        return None
+    return next((e for e in example_list() if e.name == name), None)

@@ -1,12 +1,27 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from advisor import health
+from advisor import health, views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    # The JSON API (advisor/api.py) is mounted on the next line.
+    path("", views.home, name="home"),
+    path("preview", views.preview, name="preview"),
+    path("d/<int:decision_id>", views.decision_detail, name="decision"),
+    path("d/<int:decision_id>/share", views.share_create, name="share_create"),
+    path("decisions", views.decision_list, name="decisions"),
+    path("share-links/<int:share_id>/revoke", views.share_revoke, name="share_revoke"),
+    path("share-links/<int:share_id>/expiry", views.share_expiry, name="share_expiry"),
+    path("s/<str:token>", views.share_page, name="share"),
+    path("s/<str:token>/decision.md", views.share_madr, name="share_madr"),
+    path("s/<str:token>/recommendation.json", views.share_json, name="share_json"),
+    path("accounts/signup", views.signup, name="signup"),
+    path("accounts/login", views.SwitchboardLoginView.as_view(), name="login"),
+    path("accounts/logout", auth_views.LogoutView.as_view(), name="logout"),
 ]

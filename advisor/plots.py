@@ -1,0 +1,129 @@
+"""Plotly figures for a recommendation, built from the stored result. Pure.
+
+The figures are returned as plain JSON-ready dicts; the page embeds them in
+``<script type="application/json">`` and ``static/js/charts.js`` draws them with
+the vendored plotly.js. Every number drawn here is also in a table on the
+page, so nothing is lost without JavaScript.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.utils import PlotlyJSONEncoder
+
+# How many of the best methods the contribution chart compares: enough to see
+# why the winner won, few enough to stay readable on a phone.
+TOP_N = 5
+
+_FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13}
+_WINNER = "#1f5fae"
+_OTHER = "#7aa6d6"
+_EXCLUDED = "#b9bec6"
+
+
+def _as_json(fig: go.Figure) -> dict[str, Any]:
+    # Round trip through plotly's encoder so the result holds only JSON types.
+    data: dict[str, Any] = json.loads(json.dumps(fig.to_plotly_json(), cls=PlotlyJSONEncoder))
+    return data
+
+
+def _name(item: dict[str, Any]) -> str:
+    return str(item.get("label") or item.get("method") or "?")
+
+
+def field_contributions(ranking: list[dict[str, Any]], top: int = TOP_N) -> dict[str, Any]:
+    """Per method (of the ``top`` best), the summed factor weight of each answer.
+
+    A factor that reads several fields is split evenly between them, so each
+    column still adds up to the method's raw score from its factors.
+    """
+    methods = [item for item in ranking[:top] if isinstance(item, dict)]
+    per_method: list[dict[str, float]] = []
+    fields: list[str] = []
+    for item in methods:
+        sums: dict[str, float] = {}
+        for factor in item.get("factors") or []:
+            names = [str(f) for f in factor.get("fields") or []] or ["(other)"]
+            share = float(factor.get("weight", 0) or 0) / len(names)
+            for name in names:
+                sums[name] = sums.get(name, 0.0) + share
+                if name not in fields:
+                    fields.append(name)
+        per_method.append(sums)
+    return {
+        "methods": [_name(item) for item in methods],
+        "fields": fields,
+        "z": [[round(sums.get(f, 0.0), 3) for sums in per_method] for f in fields],
+    }
+
+
+def contribution_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Heatmap: rows are answers, columns the best methods, colour the points given."""
+    table = field_contributions(ranking)
+    if not table["fields"]:
+        return None
+    z = table["z"]
+    peak = max((abs(v) for row in z for v in row), default=1.0) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=table["methods"],
+            y=table["fields"],
+            zmid=0,
+            zmin=-peak,
+            zmax=peak,
+            colorscale="RdBu",
+            texttemplate="%{z:+.2f}",
+            hovertemplate="%{y} → %{x}: %{z:+.2f}<extra></extra>",
+            colorbar={"title": {"text": "points"}, "thickness": 12},
+        )
+    )
+    fig.update_layout(
+        template="none",
+        font=_FONT,
+        height=max(260, 48 + 30 * len(table["fields"])),
+        margin={"l": 150, "r": 10, "t": 10, "b": 40},
+        yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"side": "bottom", "automargin": True},
+    )
+    return _as_json(fig)
+
+
+def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Horizontal bars of every method's score, best at the top, ruled-out ones grey."""
+    items = [item for item in ranking if isinstance(item, dict)]
+    if not items:
+        return None
+    colours = [
+        _EXCLUDED if item.get("excluded") else (_WINNER if i == 0 else _OTHER)
+        for i, item in enumerate(items)
+    ]
+    scores = [float(item.get("score", 0) or 0) for item in items]
+    fig = go.Figure(
+        go.Bar(
+            x=scores,
+            y=[_name(item) for item in items],
+            orientation="h",
+            marker={"color": colours},
+            text=[
+                "ruled out" if item.get("excluded") else f"{s:.2f}"
+                for item, s in zip(items, scores, strict=True)
+            ],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template="none",
+        font=_FONT,
+        height=60 + 28 * len(items),
+        margin={"l": 130, "r": 50, "t": 10, "b": 40},
+        xaxis={"range": [0, 1.05], "title": {"text": "score (0 to 1)"}, "fixedrange": True},
+        yaxis={"autorange": "reversed", "automargin": True, "fixedrange": True},
+        showlegend=False,
+    )
+    return _as_json(fig)
