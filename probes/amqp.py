@@ -1,0 +1,315 @@
+"""``amqp://[user:password@]host:port[/vhost]`` and ``amqps://``: a publish/consume round trip.
+
+Every sample opens a new AMQP 0-9-1 connection to the checked address (TLS
+for ``amqps``, the certificate checked against the URL's host name, which is
+also the SNI), opens a channel in publisher-confirm mode, declares a
+server-named, exclusive, auto-delete queue, consumes from it, and publishes
+one unique message to it through the default exchange. The time from the
+publish to the message arriving at the consumer is the sample's latency; the
+broker's confirm (``Basic.Ack``) time is reported as ``confirm_ms``. The queue
+disappears with the connection, so a probe leaves nothing behind.
+
+Credentials are the URL's; without any, AMQP's customary ``guest``/``guest``
+(a user name without a password gets ``guest`` as its password, as aiormq
+does). The vhost is the URL path without its leading slash, percent-decoded
+(``/%2F`` is ``/``); an empty path means the default vhost ``/``.
+
+Phases: ``connect`` is the TCP connect plus the AMQP handshake up to
+``Connection.OpenOk`` (the moment the connection is usable), ``tls`` the TLS
+handshake in between, kept out of ``connect``. ``details`` breaks the connect
+down (``tcp_connect_ms``, ``handshake_ms``), gives ``channel_open_ms`` and
+``queue_declare_ms``, and the broker's ``product``, ``version`` and
+``platform`` from its connection properties.
+
+aiormq (aio-pika's protocol layer) speaks the protocol; a transport factory
+of ours opens the TCP connection to the checked address and upgrades it to
+TLS, so those two steps are timed apart from the AMQP handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import uuid
+from collections import deque
+from functools import cache
+from typing import Any
+from urllib.parse import unquote
+
+import aiormq
+import aiormq.exceptions as amqp_errors
+from aiormq.abc import DeliveredMessage
+from aiormq.connection import TransportFactory
+from pamqp import commands as spec
+from pamqp.frame import unmarshal as frame_unmarshal
+from yarl import URL
+
+from probes.base import ProbeConfig, ProbeError, Sample, Target
+
+DEFAULT_CREDENTIALS = ("guest", "guest")
+SERVER_FACTS = ("product", "version", "platform", "cluster_name")
+PREVIEW_BYTES = 40
+READ_LIMIT = 64 * 1024
+
+
+@cache
+def tls_context(insecure: bool) -> ssl.SSLContext:
+    """Built once per mode and shared: never inside a timed phase."""
+    context = ssl.create_default_context()
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def vhost(target: Target) -> str:
+    name = unquote(target.path[1:] if target.path.startswith("/") else target.path)
+    return name or "/"
+
+
+class RecordingReader(asyncio.StreamReader):
+    """Keeps the first bytes and the last frame read, to explain a failure.
+
+    A server of another protocol answers the AMQP header with bytes that are
+    no frame, and aiormq reports a refused ``Connection.Open`` (an unknown
+    vhost) without the broker's reply text; both are read back from here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(limit=READ_LIMIT)
+        self.first = b""
+        # aiormq reads a frame in three parts: type, rest of the header, payload.
+        self.last: deque[bytes] = deque(maxlen=3)
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            data = await super().readexactly(n)
+        except asyncio.IncompleteReadError as exc:
+            self._remember(exc.partial)
+            raise
+        self._remember(data)
+        return data
+
+    def _remember(self, data: bytes) -> None:
+        if len(self.first) < PREVIEW_BYTES:
+            self.first += data[: PREVIEW_BYTES - len(self.first)]
+        self.last.append(data)
+
+    def last_frame(self) -> object | None:
+        with contextlib.suppress(Exception):
+            return frame_unmarshal(b"".join(self.last))[2]
+        return None
+
+
+class TimedTransport(TransportFactory):
+    """Opens the connection aiormq talks over, timing TCP and TLS separately.
+
+    The probe calls :meth:`open` itself, before aiormq starts, so a refused
+    connection is the probe's plain OSError (aiormq would log it as an error);
+    aiormq's call to :meth:`create` then gets the streams already open.
+    """
+
+    def __init__(self, target: Target, context: ssl.SSLContext | None) -> None:
+        self.target = target
+        self.context = context
+        self.tcp_ms: float | None = None
+        self.tls_ms: float | None = None
+        self.reader = RecordingReader()
+        self.writer: asyncio.StreamWriter | None = None
+        self.tls_facts: dict[str, object] = {}
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter_ns()
+        transport, protocol = await loop.create_connection(
+            lambda: asyncio.StreamReaderProtocol(self.reader),
+            self.target.address,
+            self.target.port,
+        )
+        self.tcp_ms = _since(started)
+        self.writer = asyncio.StreamWriter(transport, protocol, self.reader, loop)
+        if self.context is not None:
+            started = time.perf_counter_ns()
+            await self.writer.start_tls(self.context, server_hostname=self.target.host)
+            self.tls_ms = _since(started)
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                cipher = ssl_object.cipher()
+                self.tls_facts = {
+                    "tls_version": ssl_object.version(),
+                    "tls_cipher": cipher[0] if cipher else None,
+                }
+
+    async def create(
+        self, url: URL, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.writer is None:
+            raise RuntimeError("TimedTransport.open() must run before aiormq connects")
+        return self.reader, self.writer
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+
+def connection_for(target: Target, transport: TimedTransport) -> aiormq.Connection:
+    user, password = DEFAULT_CREDENTIALS
+    if target.username:
+        user = target.username
+        password = target.password.get_secret_value() if target.password else password
+    # The URL only carries what aiormq reads from it: the credentials, and
+    # heartbeat=0 because a sample's connection lives for milliseconds. The
+    # host and port in it are never dialled (the transport connects).
+    url = URL.build(
+        scheme=target.scheme,
+        user=user,
+        password=password,
+        host=target.address,
+        port=target.port,
+        query={"heartbeat": "0"},
+    )
+    connection = aiormq.Connection(url, transport_factory=transport)
+    # Set after parsing: yarl's path quoting would mangle a vhost such as "/".
+    connection.vhost = vhost(target)
+    return connection
+
+
+async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+    context = tls_context(config.insecure) if target.tls else None
+    transport = TimedTransport(target, context)
+    connection = connection_for(target, transport)
+    payload = uuid.uuid4().bytes
+    phases: dict[str, float | None] = {"connect": None, "tls": None}
+    details: dict[str, object] = {"vhost": connection.vhost}
+    succeeded = False
+    try:
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+            await transport.open()
+            started = time.perf_counter_ns()
+            await connection.connect()
+            handshake_ms = _since(started)
+            tcp_ms = transport.tcp_ms or 0.0
+            phases["connect"] = tcp_ms + handshake_ms
+            phases["tls"] = transport.tls_ms
+            details.update(tcp_connect_ms=tcp_ms, handshake_ms=handshake_ms)
+            details.update(transport.tls_facts)
+            if context is not None:
+                details["tls_verified"] = not config.insecure
+            details.update(_server_facts(connection.server_properties))
+
+            started = time.perf_counter_ns()
+            channel = await connection.channel(publisher_confirms=True)
+            details["channel_open_ms"] = _since(started)
+
+            started = time.perf_counter_ns()
+            declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
+            details["queue_declare_ms"] = _since(started)
+            queue = declared.queue
+            assert queue is not None
+
+            loop = asyncio.get_running_loop()
+            arrived: asyncio.Future[int] = loop.create_future()
+
+            async def on_message(message: DeliveredMessage) -> None:
+                now = time.perf_counter_ns()
+                if message.body == payload and not arrived.done():
+                    arrived.set_result(now)
+
+            await channel.basic_consume(queue, on_message, no_ack=True)
+
+            started = time.perf_counter_ns()
+            confirmation = await channel.basic_publish(
+                payload,
+                routing_key=queue,
+                properties=spec.Basic.Properties(delivery_mode=1),
+                mandatory=True,
+            )
+            confirmed_ms = _since(started)
+            if not isinstance(confirmation, spec.Basic.Ack):
+                raise ProbeError(f"the broker did not confirm the message: {confirmation!r}")
+            delivered = await arrived
+            details["confirm_ms"] = confirmed_ms
+            latency = (delivered - started) / 1e6
+            succeeded = True
+            return Sample(latency_ms=latency, phases_ms=phases, details=details)
+    except amqp_errors.ProbableAuthenticationError as exc:
+        raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
+    except amqp_errors.AuthenticationError as exc:
+        raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
+    except (amqp_errors.ProtocolSyntaxError, amqp_errors.AMQPConnectionError, ValueError) as exc:
+        if "handshake_ms" not in details:
+            raise ProbeError(_handshake_failure(transport.reader, exc)) from None
+        if isinstance(exc, amqp_errors.ConnectionClosed):
+            raise ProbeError(f"the broker closed the connection: {_reply_text(exc)}") from None
+        raise ProbeError(f"the AMQP connection failed: {_reply_text(exc)}") from None
+    except amqp_errors.ChannelClosed as exc:
+        raise ProbeError(f"the broker closed the channel: {_reply_text(exc)}") from None
+    except amqp_errors.PublishError as exc:
+        raise ProbeError(f"the broker returned the message: {_reply_text(exc)}") from None
+    except ConnectionResetError:
+        if transport.tcp_ms is None:
+            raise
+        raise ProbeError("the server reset the connection: not an AMQP broker?") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
+    except ssl.SSLError as exc:
+        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
+    finally:
+        await _close(connection, transport, deadline, graceful=succeeded)
+
+
+async def _close(
+    connection: aiormq.Connection, transport: TimedTransport, deadline: float, graceful: bool
+) -> None:
+    """Close politely after a good sample (the broker logs no lost client), else at once."""
+    remaining = deadline - time.monotonic()
+    if graceful and remaining > 0:
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(remaining):
+                await connection.close()
+    # Whatever state the connection is in, nothing of it may outlive the sample.
+    transport.abort()
+    with contextlib.suppress(Exception):
+        await connection.close(timeout=0.5)
+
+
+def _handshake_failure(reader: RecordingReader, exc: BaseException) -> str:
+    frame = reader.last_frame()
+    if isinstance(frame, spec.Connection.Close):
+        # E.g. "NOT_ALLOWED - vhost x not found" in answer to Connection.Open.
+        return f"the broker closed the connection: {frame.reply_text}"
+    if reader.first and not reader.first.startswith(b"\x01\x00\x00"):
+        # An AMQP broker's first frame is Connection.Start on channel 0.
+        return f"not an AMQP broker: it answered {_preview(reader.first)}"
+    if not reader.first:
+        return "the server closed the connection without an AMQP answer: not an AMQP broker?"
+    return f"the AMQP handshake failed: {_reply_text(exc)}"
+
+
+def _preview(data: bytes) -> str:
+    text = data[:PREVIEW_BYTES].decode("ascii", "backslashreplace")
+    return repr(text) + ("..." if len(data) >= PREVIEW_BYTES else "")
+
+
+def _server_facts(properties: dict[str, Any]) -> dict[str, object]:
+    facts: dict[str, object] = {}
+    for key in SERVER_FACTS:
+        value = properties.get(key)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if value:
+            facts[key] = value
+    return facts
+
+
+def _reply_text(exc: BaseException) -> str:
+    """The broker's reply text (e.g. ``ACCESS_REFUSED - Login was refused ...``)."""
+    args = [a for a in exc.args if a not in (None, "")]
+    text = " ".join(str(a) for a in args if not isinstance(a, int)) or exc.__class__.__name__
+    return text[:200]
+
+
+def _since(started: int) -> float:
+    return (time.perf_counter_ns() - started) / 1e6

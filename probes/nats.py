@@ -1,0 +1,269 @@
+"""``nats://[user:password@|token@]host:port``: connect, then a request/reply round trip.
+
+Every sample opens a new connection to the checked address. The server
+speaks first with its INFO; the probe answers CONNECT and PING and waits for
+PONG, the moment the server has accepted the client (an authorization error
+comes back instead of PONG). One connection then plays both parts: a
+responder subscribed to a unique subject ``switchboard.probe.<uuid>`` and a
+requester subscribed to a unique inbox ``_INBOX.switchboard.<uuid>``; a
+PING/PONG makes sure the server has both subscriptions before the clock
+starts. The time from publishing the request (reply subject: the inbox) to
+the reply arriving in the inbox is the sample's latency: request and reply
+each pass through the server once, as in ``nats req``/``nats reply``. The
+probe's own responder answers the moment the request arrives, so the latency
+contains no application time.
+
+Phases: ``connect`` is the TCP connect plus INFO -> CONNECT/PING -> PONG;
+``tls`` is the TLS upgrade a server asks for with ``tls_required`` in its INFO
+(the certificate checked against the URL's host name, which is also the
+SNI), kept out of ``connect``. ``details`` breaks the connect down
+(``tcp_connect_ms``, ``handshake_ms``) and carries the INFO facts:
+``server_id``, ``server_name``, ``version``, ``proto``, ``jetstream``
+(whether JetStream is available), ``max_payload``, ``headers``,
+``tls_required``. Credentials: user and password from the URL, or a user
+name alone as a token (``nats://TOKEN@host``), the NATS URL convention.
+
+Why the protocol by hand instead of nats-py: with ``max_reconnect_attempts=0``
+nats-py 2.16 retries a failed first connect without end (a refused port
+became a timeout instead of "connection refused"), its connect timeout is in
+whole seconds, it does the TLS upgrade inside ``connect()`` so TLS cannot be
+timed alone, and it keeps the server's INFO (server id, JetStream) only in a
+private attribute. The client side of core NATS that a probe needs is a few
+text lines on asyncio streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from probes.base import ProbeConfig, ProbeError, Sample, Target
+
+SUBJECT_PREFIX = "switchboard.probe."
+INBOX_PREFIX = "_INBOX.switchboard."
+PREVIEW_BYTES = 40
+INFO_FACTS = (
+    "server_id",
+    "server_name",
+    "version",
+    "proto",
+    "max_payload",
+    "headers",
+    "tls_required",
+)
+CLIENT_FACTS = {
+    "verbose": False,
+    "pedantic": False,
+    "name": "switchboard-probe",
+    "lang": "python",
+    "version": "1",
+    "protocol": 1,
+}
+
+
+@cache
+def tls_context(insecure: bool) -> ssl.SSLContext:
+    """Built once per mode and shared: never inside a timed phase."""
+    context = ssl.create_default_context()
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def credentials(target: Target) -> dict[str, str]:
+    if target.password is not None:
+        return {"user": target.username or "", "pass": target.password.get_secret_value()}
+    if target.username:
+        return {"auth_token": target.username}
+    return {}
+
+
+def preview(data: bytes) -> str:
+    text = data[:PREVIEW_BYTES].decode("ascii", "backslashreplace")
+    return repr(text) + ("..." if len(data) > PREVIEW_BYTES else "")
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    sid: str
+    reply: str | None
+    data: bytes
+
+
+class Connection:
+    """The client half of core NATS on one stream pair."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cap: int):
+        self.reader = reader
+        self.writer = writer
+        self.cap = cap
+
+    async def line(self) -> bytes:
+        try:
+            return (await self.reader.readuntil(b"\r\n"))[:-2]
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise ProbeError(f"not a NATS server: it answered {preview(exc.partial)}") from None
+            raise ProbeError("the server closed the connection") from None
+        except asyncio.LimitOverrunError:
+            raise ProbeError("not a NATS server: a line longer than 64 KiB") from None
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def next_message(self) -> Message:
+        """The next MSG, answering the server's PINGs and skipping +OK and PONG."""
+        while True:
+            line = await self.line()
+            op = line.split(b" ", 1)[0].upper()
+            if op == b"MSG":
+                return await self._message(line)
+            if op == b"PING":
+                await self.send(b"PONG\r\n")
+            elif op == b"-ERR":
+                raise ProbeError(f"the server reported an error: {_err_text(line)}")
+            elif op not in (b"+OK", b"PONG", b"INFO"):
+                raise ProbeError(f"unexpected NATS line {preview(line)}")
+
+    async def pong(self) -> None:
+        """Wait for PONG; an -ERR before it is the server refusing what came before."""
+        while True:
+            line = await self.line()
+            op = line.split(b" ", 1)[0].upper()
+            if op == b"PONG":
+                return
+            if op == b"PING":
+                await self.send(b"PONG\r\n")
+            elif op == b"-ERR":
+                text = _err_text(line)
+                if "authorization" in text.lower() or "authentication" in text.lower():
+                    raise ProbeError(f"authentication failed: {text}")
+                raise ProbeError(f"the server refused the client: {text}")
+            elif op not in (b"+OK", b"INFO"):
+                raise ProbeError(f"unexpected NATS line {preview(line)}")
+
+    async def _message(self, line: bytes) -> Message:
+        # MSG <subject> <sid> [reply-to] <#bytes>
+        parts = line.decode("utf-8", "replace").split()
+        if len(parts) not in (4, 5) or not parts[-1].isdigit():
+            raise ProbeError(f"malformed NATS MSG line {preview(line)}")
+        size = int(parts[-1])
+        if size > self.cap:
+            raise ProbeError(f"a NATS message of {size} bytes exceeds the {self.cap} byte read cap")
+        data = (await self.reader.readexactly(size + 2))[:-2]
+        reply = parts[3] if len(parts) == 5 else None
+        return Message(subject=parts[1], sid=parts[2], reply=reply, data=data)
+
+
+def _err_text(line: bytes) -> str:
+    return line[4:].decode("utf-8", "replace").strip().strip("'")
+
+
+def parse_info(line: bytes) -> dict[str, Any]:
+    if not line.upper().startswith(b"INFO "):
+        raise ProbeError(f"not a NATS server: it answered {preview(line)}")
+    try:
+        info = json.loads(line[5:])
+    except ValueError:
+        raise ProbeError(f"not a NATS server: INFO is not JSON: {preview(line)}") from None
+    if not isinstance(info, dict):
+        raise ProbeError("not a NATS server: INFO is not a JSON object")
+    return info
+
+
+def info_facts(info: dict[str, Any]) -> dict[str, object]:
+    facts: dict[str, object] = {key: info[key] for key in INFO_FACTS if key in info}
+    facts["jetstream"] = bool(info.get("jetstream", False))
+    return facts
+
+
+async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+    context = tls_context(config.insecure)  # only used when the server asks for TLS
+    subject = SUBJECT_PREFIX + uuid.uuid4().hex
+    inbox = INBOX_PREFIX + uuid.uuid4().hex
+    payload = uuid.uuid4().hex.encode()
+    hello = b"CONNECT " + json.dumps({**CLIENT_FACTS, **credentials(target)}).encode()
+    phases: dict[str, float | None] = {"connect": None, "tls": None}
+    writer: asyncio.StreamWriter | None = None
+    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+        try:
+            started = time.perf_counter_ns()
+            reader, writer = await asyncio.open_connection(target.address, target.port)
+            tcp_ms = _since(started)
+            nats = Connection(reader, writer, config.read_cap)
+
+            started = time.perf_counter_ns()
+            info = parse_info(await nats.line())
+            info_ms = _since(started)
+            details = info_facts(info)
+            if info.get("tls_required"):
+                started = time.perf_counter_ns()
+                await writer.start_tls(context, server_hostname=target.host)
+                phases["tls"] = _since(started)
+                details.update(_tls_details(writer, config))
+            started = time.perf_counter_ns()
+            await nats.send(hello + b"\r\nPING\r\n")
+            await nats.pong()
+            handshake_ms = info_ms + _since(started)
+            phases["connect"] = tcp_ms + handshake_ms
+            details.update(tcp_connect_ms=tcp_ms, handshake_ms=handshake_ms)
+
+            started = time.perf_counter_ns()
+            await nats.send(f"SUB {subject} 1\r\nSUB {inbox} 2\r\nPING\r\n".encode())
+            await nats.pong()
+            details["subscribe_ms"] = _since(started)
+
+            request = f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\n"
+            started = time.perf_counter_ns()
+            await nats.send(request)
+            latency = await _serve_until_reply(nats, subject, inbox, payload, started)
+            return Sample(latency_ms=latency, phases_ms=phases, details=details)
+        except ConnectionResetError:
+            if writer is None:
+                raise
+            raise ProbeError("the server reset the connection: not a NATS server?") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
+        finally:
+            if writer is not None:
+                writer.transport.abort()
+
+
+async def _serve_until_reply(
+    nats: Connection, subject: str, inbox: str, payload: bytes, started: int
+) -> float:
+    """Answer the request as the responder, then return the ms until the reply arrived."""
+    while True:
+        message = await nats.next_message()
+        if message.subject == subject and message.reply:
+            reply = f"PUB {message.reply} {len(message.data)}\r\n".encode()
+            await nats.send(reply + message.data + b"\r\n")
+        elif message.subject == inbox and message.data == payload:
+            return _since(started)
+
+
+def _tls_details(writer: asyncio.StreamWriter, config: ProbeConfig) -> dict[str, object]:
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return {}
+    cipher = ssl_object.cipher()
+    return {
+        "tls_version": ssl_object.version(),
+        "tls_cipher": cipher[0] if cipher else None,
+        "tls_verified": not config.insecure,
+    }
+
+
+def _since(started: int) -> float:
+    return (time.perf_counter_ns() - started) / 1e6
