@@ -54,7 +54,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
-from probes.ssh import printable, sample_timeout
 from probes.tlsinfo import (
     STREAM_LIMIT,
     CertificateVerifyError,
@@ -73,6 +72,19 @@ PASV_REPLY = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{
 EPSV_REPLY = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
 TLS_YES = {"1", "true", "yes", "require", "required"}
 TLS_NO = {"0", "false", "no"}
+# Our own timeout fires this much before the runner's for the same deadline,
+# so a diagnosis made here is not replaced by a bare "timed out".
+DIAGNOSIS_MARGIN_S = 0.01
+
+
+def sample_timeout(deadline: float) -> asyncio.Timeout:
+    return asyncio.timeout(max(0.0, deadline - time.monotonic() - DIAGNOSIS_MARGIN_S))
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Server-supplied text made safe to show: no control characters, bounded length."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return clean[:limit] + ("..." if len(clean) > limit else "")
 
 
 @dataclass
