@@ -53,9 +53,13 @@ def wait_until(
         time.sleep(0.005)
 
 
-def open_fds() -> int:
-    """Open file descriptors of this process (Linux)."""
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> dict[int, str]:
+    """Open file descriptors of this process and what they point to (Linux)."""
+    table: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own fd is gone already
+            table[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return table
 
 
 @pytest.fixture
@@ -77,6 +81,9 @@ class _ServerThread:
         self.sock.setblocking(False)
         self.port: int = sock.getsockname()[1]
         self._stop = threading.Event()
+        # Made here, not in the thread, so its fd exists before a test counts fds.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.sock, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self: S) -> S:
@@ -84,11 +91,9 @@ class _ServerThread:
         return self
 
     def _loop(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.sock, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                if selector.select(timeout=0.05):
-                    self.on_readable()
+        while not self._stop.is_set():
+            if self._selector.select(timeout=0.05):
+                self.on_readable()
 
     def on_readable(self) -> None:
         raise NotImplementedError
@@ -96,6 +101,7 @@ class _ServerThread:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._selector.close()
         self.sock.close()
 
     def __enter__(self: T) -> T:
