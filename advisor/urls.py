@@ -4,13 +4,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from advisor import health, views
+from advisor import api, health, views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     # The JSON API (advisor/api.py) is mounted on the next line.
+    path("api/", api.api.urls),
     path("", views.home, name="home"),
     path("preview", views.preview, name="preview"),
     path("d/<int:decision_id>", views.decision_detail, name="decision"),
