@@ -246,7 +246,7 @@ def recommendation_get(request: HttpRequest, token: str) -> HttpResponse:
     # not leak through Referer, and a shared result is not for search engines.
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex, nofollow"
-    response["Cache-Control"] = "private, no-cache"
+    response["Cache-Control"] = "private, no-store"
     return response
 
 
