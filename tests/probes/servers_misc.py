@@ -1,0 +1,234 @@
+"""Helper servers for the broker and Redis probe tests.
+
+- :class:`TLSFront`: terminates TLS on ``127.0.0.1:0`` with a certificate from
+  a throwaway CA and forwards the bytes to a real loopback service (Redis,
+  RabbitMQ, Mosquitto), so ``rediss``/``amqps``/``mqtts`` are tested against the
+  real servers behind real TLS. It records the SNI names clients sent.
+- :class:`BannerServer`: greets every connection with a fixed line and then
+  holds it, as servers of other protocols do (SSH, FTP, SMTP).
+- :class:`NatsServer`: a real ``nats-server`` on a random port (``-p -1``),
+  optionally with a user and password or TLS.
+- :func:`trusted_ca`: a CA the probes' default TLS contexts trust for the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from probes import amqp, mqtt, nats, redis
+from probes.base import ProbeConfig, Sample, Target
+from probes.guard import resolve_target
+from probes.registry import ProbeFn
+from tests.probes.conftest import LoopThread, open_fds
+
+
+class TLSFront:
+    """TLS on 127.0.0.1:0 in front of ``upstream_port``; see the module docstring."""
+
+    def __init__(self, ca: trustme.CA, upstream_port: int, names: tuple[str, ...] = ("localhost",)):
+        self.upstream_port = upstream_port
+        self.sni: list[str | None] = []
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(*names).configure_cert(self.context)
+        self.context.sni_callback = self._record_sni
+        self._writers: list[asyncio.StreamWriter] = []
+        self._loop = LoopThread()
+        self._server = self._loop.run(self._start())
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    def _record_sni(self, sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        self.sni.append(name)
+
+    async def _start(self) -> asyncio.Server:
+        return await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self._writers.append(client_w)
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            client_w.close()
+            return
+        self._writers.append(up_w)
+        await asyncio.gather(
+            self._pipe(client_r, up_w), self._pipe(up_r, client_w), return_exceptions=True
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.transport.abort()
+
+        with contextlib.suppress(Exception):
+            self._loop.run(stop())
+        self._loop.close()
+
+    def __enter__(self) -> TLSFront:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BannerServer:
+    """Sends ``banner`` on every accepted connection, then keeps it open silently."""
+
+    def __init__(self, banner: bytes) -> None:
+        self.banner = banner
+        self._held: list[asyncio.StreamWriter] = []
+        self._loop = LoopThread()
+        self._server = self._loop.run(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.banner)
+        await writer.drain()
+        self._held.append(writer)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for writer in self._held:
+                writer.transport.abort()
+
+        with contextlib.suppress(Exception):
+            self._loop.run(stop())
+        self._loop.close()
+
+    def __enter__(self) -> BannerServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NatsServer:
+    """A real nats-server on 127.0.0.1 and a port it picks itself."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            pytest.skip("nats-server is not installed")
+        self.workdir = workdir
+        self.process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(workdir), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self, timeout: float = 10.0) -> int:
+        ports_file = self.workdir / f"nats-server_{self.process.pid}.ports"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                pytest.fail(f"nats-server exited with {self.process.returncode}")
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                url = json.loads(ports_file.read_text())["nats"][0]
+                return int(url.rsplit(":", 1)[1])
+            time.sleep(0.01)
+        self.close()
+        pytest.fail("nats-server did not write its ports file in time")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> NatsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _clear_tls_caches() -> None:
+    for module in (amqp, mqtt, nats, redis):
+        module.tls_context.cache_clear()
+
+
+@contextlib.contextmanager
+def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[trustme.CA]:
+    """A throwaway CA that ``ssl.create_default_context()`` trusts inside the block.
+
+    OpenSSL reads ``SSL_CERT_FILE`` when a default context loads its CAs, and
+    the probes cache their contexts, so the caches are cleared on both sides.
+    """
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with monkeypatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(bundle))
+        _clear_tls_caches()
+        try:
+            yield ca
+        finally:
+            patch.undo()
+            _clear_tls_caches()
+
+
+async def target_for(url: str) -> Target:
+    """The Target the runner would build (the guard must allow loopback)."""
+    return await resolve_target(url)
+
+
+def take(probe: ProbeFn, url: str, timeout: float = 5.0, insecure: bool = False) -> Sample:
+    """One sample of ``probe`` against ``url``, called directly (no runner)."""
+    config = ProbeConfig(timeout_s=timeout, insecure=insecure)
+
+    async def one() -> Sample:
+        target = await target_for(url)
+        return await probe(target, config, time.monotonic() + timeout)
+
+    return asyncio.run(one())
+
+
+def take_many(probe: ProbeFn, url: str, count: int) -> tuple[list[Sample], set[int]]:
+    """``count`` samples in one event loop; also the fds opened and not closed by them."""
+    config = ProbeConfig(timeout_s=5.0)
+
+    async def many() -> tuple[list[Sample], set[int]]:
+        target = await target_for(url)
+        before = set(open_fds())
+        samples = [await probe(target, config, time.monotonic() + 5.0) for _ in range(count)]
+        # An aborted transport closes its socket on the loop's next turn.
+        end = time.monotonic() + 2.0
+        while set(open_fds()) - before and time.monotonic() < end:
+            await asyncio.sleep(0.001)
+        return samples, set(open_fds()) - before
+
+    return asyncio.run(many())
+
+
+def elapsed_error(probe: ProbeFn, url: str, timeout: float) -> tuple[BaseException, float]:
+    """The exception one sample raises, and how long it took to raise it."""
+    started = time.monotonic()
+    try:
+        take(probe, url, timeout=timeout)
+    except Exception as exc:
+        return exc, time.monotonic() - started
+    pytest.fail(f"{url} answered a probe that should have failed")
