@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import socket
 import threading
 from collections.abc import Coroutine, Iterator
@@ -35,6 +37,11 @@ SSH_USER = "prober"
 SSH_PASSWORD = "s3cret-ssh-pw"
 FTP_USER = "ftpuser"
 FTP_PASSWORD = "s3cret-ftp-pw"
+
+
+def fd_count() -> int:
+    """Open file descriptors of this process (Linux), servers' included."""
+    return len(os.listdir("/proc/self/fd"))
 
 
 def make_target(
@@ -85,6 +92,12 @@ class LoopThread:
 # -- SSH / SFTP -------------------------------------------------------------------
 
 
+@functools.cache
+def host_key(algorithm: str = "ssh-ed25519") -> asyncssh.SSHKey:
+    """One host key per algorithm per test session (generating keys is slow)."""
+    return asyncssh.generate_private_key(algorithm)
+
+
 @dataclass
 class SSHCounters:
     """What the server saw; lets a test prove the ssh probe never tried to log in."""
@@ -129,8 +142,13 @@ class SSHServerInfo:
 
 
 @contextmanager
-def ssh_server(host_key: asyncssh.SSHKey, root: Path) -> Iterator[SSHServerInfo]:
-    """An asyncssh server with password auth and SFTP chrooted to ``root``."""
+def ssh_server(
+    key: asyncssh.SSHKey, root: Path, kex_algs: tuple[str, ...] = ()
+) -> Iterator[SSHServerInfo]:
+    """An asyncssh server with password auth and SFTP chrooted to ``root``.
+
+    ``kex_algs`` restricts the key exchanges the server offers.
+    """
     counters = SSHCounters()
     runner = LoopThread()
 
@@ -141,7 +159,8 @@ def ssh_server(host_key: asyncssh.SSHKey, root: Path) -> Iterator[SSHServerInfo]
         return await asyncssh.listen(
             "127.0.0.1",
             0,
-            server_host_keys=[host_key],
+            server_host_keys=[key],
+            kex_algs=list(kex_algs) or (),
             server_factory=lambda: _SSHServer(counters),
             sftp_factory=sftp_factory,
             allow_scp=False,
@@ -150,7 +169,7 @@ def ssh_server(host_key: asyncssh.SSHKey, root: Path) -> Iterator[SSHServerInfo]
     acceptor = runner.run(start())
     port = acceptor.sockets[0].getsockname()[1]
     try:
-        yield SSHServerInfo(port, host_key, root, counters)
+        yield SSHServerInfo(port, key, root, counters)
     finally:
 
         async def stop() -> None:
@@ -191,6 +210,8 @@ def ftp_server(
         "authorizer": authorizer,
         "banner": "switchboard test ftpd ready",
         "masquerade_address": masquerade_address,
+        # pyftpdlib delays a 530 by 3 s (against guessing); tests need not wait.
+        "auth_failed_timeout": 0.05,
     }
     if certfile:
         # A fresh class per server: pyftpdlib caches the SSL context on the class.
