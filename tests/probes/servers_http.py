@@ -23,6 +23,7 @@ import json
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from probes.base import Target
+from probes.base import ProbeConfig, Sample, Target
 
 # --- HTTP ------------------------------------------------------------------------------
 
@@ -152,6 +153,9 @@ async def handle_http(req: Request, writer: asyncio.StreamWriter) -> None:
         writer.write(soap_answer(req, fault_on_empty=False))
     elif path == "/doctype":
         writer.write(response(200, "OK", DOCTYPE_XML.encode(), {"Content-Type": "text/xml"}))
+    elif path == "/rss":
+        body = b'<?xml version="1.0"?><rss version="2.0"><channel/></rss>'
+        writer.write(response(200, "OK", body, {"Content-Type": "application/rss+xml"}))
     elif path == "/html":
         writer.write(response(200, "OK", HTML, {"Content-Type": "text/html"}))
     else:
@@ -231,8 +235,8 @@ class Server:
     accepted: int = 0
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request:
-    head = await reader.readuntil(b"\r\n\r\n")
+async def _read_request(reader: asyncio.StreamReader, first: bytes = b"") -> Request:
+    head = first + await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     method, target, _version = lines[0].split(" ", 2)
     headers: dict[str, str] = {}
@@ -255,7 +259,12 @@ async def start_http(
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         state.accepted += 1
         try:
-            req = await _read_request(reader)
+            first = await reader.readexactly(1)
+            if not first.isalpha():
+                # Not a request line (a TLS ClientHello, say): answer as real servers do.
+                writer.write(response(400, "Bad Request", b"not HTTP\n"))
+                return
+            req = await _read_request(reader, first)
             state.requests.append(req)
             await handler(req, writer)
             await writer.drain()
@@ -360,8 +369,10 @@ class Certificates:
     ca: trustme.CA
     directory: Path
 
-    def trusted(self) -> ssl.SSLContext:
-        cert = self.ca.issue_cert("localhost", "127.0.0.1", common_name="localhost")
+    def trusted(self, not_after: dt.datetime | None = None) -> ssl.SSLContext:
+        cert = self.ca.issue_cert(
+            "localhost", "127.0.0.1", common_name="localhost", not_after=not_after
+        )
         return _server_context(cert)
 
     def expired(self) -> ssl.SSLContext:
@@ -371,7 +382,8 @@ class Certificates:
             "127.0.0.1",
             common_name="localhost",
             not_before=now - dt.timedelta(days=30),
-            not_after=now - dt.timedelta(days=2),
+            # Expired a day and a half ago: days_to_expiry is -2 (whole days, rounded down).
+            not_after=now - dt.timedelta(hours=36),
         )
         return _server_context(cert)
 
@@ -421,7 +433,22 @@ def certificates() -> Iterator[Certificates]:
         yield Certificates(ca_file=ca_file, ca=ca, directory=directory)
 
 
-# --- Targets ---------------------------------------------------------------------------
+# --- Helpers for tests ---------------------------------------------------------------------------
+
+
+def probe_now(
+    module: Any, url: str, config: ProbeConfig | None = None, address: str = "127.0.0.1"
+) -> Sample:
+    """Call ``module.probe`` once on a fresh loop, as the runner would, deadline included."""
+    config = config or ProbeConfig(timeout_s=5.0)
+
+    async def one() -> Sample:
+        sample: Sample = await module.probe(
+            target_for(url, address), config, time.monotonic() + config.timeout_s
+        )
+        return sample
+
+    return asyncio.run(one())
 
 
 def target_for(url: str, address: str = "127.0.0.1") -> Target:

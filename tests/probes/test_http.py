@@ -1,0 +1,323 @@
+"""http:// and https:// probes against real servers on 127.0.0.1 (tests/probes/servers_http.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes import http
+from probes.base import ProbeConfig, ProbeError
+from probes.runner import run_probe
+from tests.probes.conftest import open_fds
+from tests.probes.servers_http import (
+    Certificates,
+    Server,
+    certificates,
+    probe_now,
+    running,
+    start_http,
+    start_raw,
+    target_for,
+)
+
+CHUNKED_BODY = b"alpha," + b"beta," * 1000 + b"gamma"
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[Server]:
+    with running(start_http()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    with certificates() as bundle:
+        yield bundle
+
+
+@pytest.fixture
+def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROBE_CA_FILE", str(certs.ca_file))
+    return certs.ca_file
+
+
+def url(server: Server, path: str, scheme: str = "http") -> str:
+    return f"{scheme}://localhost:{server.port}{path}"
+
+
+def fetch(
+    target_url: str,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: list[tuple[str, str]] | None = None,
+    keep_body: int = 0,
+) -> http.HttpResponse:
+    config = ProbeConfig()
+
+    async def go() -> http.HttpResponse:
+        return await http.fetch(
+            target_for(target_url),
+            config,
+            time.monotonic() + config.timeout_s,
+            method=method,
+            headers=headers or [],
+            body=body,
+            keep_body=keep_body,
+        )
+
+    return asyncio.run(go())
+
+
+# --- Plain HTTP ---------------------------------------------------------------------
+
+
+def test_ok_reports_phases_status_and_sends_the_url_host(web: Server) -> None:
+    before = len(web.requests)
+    sample = probe_now(http, url(web, "/ok"))
+
+    assert sample.ok, sample.error
+    assert sample.details["status"] == 200
+    assert sample.details["http_version"] == "HTTP/1.1"
+    assert sample.details["body_bytes"] == len(b"hello\n")
+    assert sample.phases_ms["tls"] is None
+    connect, ttfb, transfer = (sample.phases_ms[k] for k in ("connect", "ttfb", "transfer"))
+    assert connect is not None and ttfb is not None and transfer is not None
+    assert connect > 0 and ttfb > 0 and transfer >= 0
+    assert sample.latency_ms == pytest.approx(connect + ttfb + transfer, abs=0.01)
+    request = web.requests[before]
+    # Connected to 127.0.0.1, but the Host header names the URL's host.
+    assert request.headers["host"] == f"localhost:{web.port}"
+    assert request.headers["connection"] == "close"
+    assert request.headers["user-agent"] == http.USER_AGENT
+    assert (request.method, request.target) == ("GET", "/ok")
+
+
+def test_redirect_is_reported_with_location_and_not_followed(web: Server) -> None:
+    before = len(web.requests)
+    sample = probe_now(http, url(web, "/redirect"))
+
+    assert sample.ok
+    assert sample.details["status"] == 302
+    assert sample.details["redirect"] == {"status": 302, "location": "/ok", "followed": False}
+    assert [r.target for r in web.requests[before:]] == ["/redirect"]
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("/unavailable", "HTTP 503 Service Unavailable"), ("/missing", "HTTP 404 Not Found")],
+)
+def test_4xx_and_5xx_fail_the_sample_but_keep_status_and_phases(
+    web: Server, path: str, error: str
+) -> None:
+    sample = probe_now(http, url(web, path))
+
+    assert not sample.ok
+    assert sample.error == error
+    assert sample.details["status"] == int(error.split()[1])
+    assert sample.phases_ms["ttfb"] is not None
+
+
+def test_server_think_time_lands_in_ttfb_not_transfer(web: Server) -> None:
+    sample = probe_now(http, url(web, "/slow?ms=60"))
+
+    assert sample.ok
+    ttfb, transfer = sample.phases_ms["ttfb"], sample.phases_ms["transfer"]
+    assert ttfb is not None and transfer is not None
+    # The server sleeps 60 ms after reading the request: a lower bound, not a timing race.
+    assert ttfb >= 60.0
+    assert transfer < ttfb
+
+
+def test_chunked_body_is_decoded_with_extensions_and_trailer(web: Server) -> None:
+    response = fetch(url(web, "/chunked"), keep_body=len(CHUNKED_BODY) + 10)
+
+    assert response.status == 200
+    assert response.body == CHUNKED_BODY
+    assert response.body_bytes == len(CHUNKED_BODY)
+    assert not response.truncated
+
+
+def test_body_delimited_by_close_and_http_1_0(web: Server) -> None:
+    response = fetch(url(web, "/close-delimited"), keep_body=1000)
+
+    assert response.version == "HTTP/1.0"
+    assert response.body == b"until close\n" * 10
+
+
+def test_interim_103_is_skipped_for_the_final_response(web: Server) -> None:
+    response = fetch(url(web, "/early-hints"), keep_body=100)
+
+    assert (response.status, response.body) == (200, b"after hints\n")
+
+
+def test_body_is_cut_at_the_read_cap(web: Server) -> None:
+    sample = probe_now(http, url(web, "/large?bytes=1048576"))
+
+    assert sample.ok
+    assert sample.details["body_bytes"] == 64 * 1024
+    assert sample.details["truncated"] is True
+
+
+def test_throughput_reads_the_whole_body_and_times_the_transfer(web: Server) -> None:
+    size = 8 * 1024 * 1024
+    sample = probe_now(http, url(web, f"/large?bytes={size}"), ProbeConfig(throughput=True))
+
+    assert sample.ok
+    assert sample.details["body_bytes"] == size
+    assert sample.details["truncated"] is False
+    # Bytes after the first read, over the transfer phase.
+    assert 0 < sample.transfer_bytes <= size + 1024
+    assert sample.transfer_s is not None and sample.transfer_s > 0
+
+
+def test_path_and_query_are_percent_encoded_into_one_request_line(web: Server) -> None:
+    before = len(web.requests)
+    probe_now(http, url(web, "/a b/ü?q=1 2"))
+
+    assert web.requests[before].target == "/a%20b/%C3%BC?q=1%202"
+
+
+def test_post_sends_body_and_content_length(web: Server) -> None:
+    before = len(web.requests)
+    response = fetch(
+        url(web, "/graphql"),
+        method="POST",
+        body=b'{"query":"{__typename}"}',
+        headers=[("Content-Type", "application/json")],
+        keep_body=1000,
+    )
+
+    request = web.requests[before]
+    assert request.method == "POST"
+    assert request.body == b'{"query":"{__typename}"}'
+    assert request.headers["content-length"] == str(len(request.body))
+    assert b"__typename" in response.body
+
+
+# --- Wrong peers --------------------------------------------------------------------
+
+
+def test_a_server_speaking_another_protocol_is_a_clean_error() -> None:
+    with running(start_raw("banner")) as server, pytest.raises(ProbeError) as caught:
+        probe_now(http, url(server, "/"))
+    assert str(caught.value).startswith("not an HTTP response: b'SSH-2.0-OpenSSH")
+
+
+def test_a_server_that_hangs_up_at_once_is_a_clean_error() -> None:
+    with running(start_raw("close")) as server, pytest.raises(ProbeError) as caught:
+        probe_now(http, url(server, "/"))
+    assert "before any response" in str(caught.value)
+
+
+def test_silent_server_times_out_within_timeout_plus_ten_percent(
+    allow_loopback: str,
+) -> None:
+    timeout = 0.5
+    with running(start_raw("silent")) as server:
+
+        async def go() -> tuple[float, object]:
+            started = time.monotonic()
+            result = await run_probe(
+                f"http://127.0.0.1:{server.port}/", ProbeConfig(count=1, timeout_s=timeout)
+            )
+            return time.monotonic() - started, result
+
+        elapsed, result = asyncio.run(go())
+    assert elapsed <= timeout * 1.1
+    assert result.ok is False  # type: ignore[attr-defined]
+    assert "timed out" in (result.error or "")  # type: ignore[attr-defined]
+
+
+# --- HTTPS --------------------------------------------------------------------------
+
+
+def test_https_with_a_trusted_ca_verifies_and_uses_sni(certs: Certificates, trust_ca: Path) -> None:
+    with running(start_http(certs.trusted())) as server:
+        sample = probe_now(http, url(server, "/ok", "https"))
+
+    assert sample.ok, sample.error
+    assert sample.phases_ms["tls"] is not None and sample.phases_ms["tls"] > 0
+    tls = sample.details["tls"]
+    assert tls["verified"] is True and tls["verify_error"] is None
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3")
+    assert "localhost" in tls["sans"]
+    assert server.sni == ["localhost"]
+    assert server.requests[0].headers["host"] == f"localhost:{server.port}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("expired", "certificate has expired"), ("self_signed", "self-signed certificate")],
+)
+def test_https_bad_certificate_fails_unless_insecure_which_still_measures(
+    certs: Certificates, trust_ca: Path, kind: str, reason: str
+) -> None:
+    with running(start_http(getattr(certs, kind)())) as server:
+        strict = probe_now(http, url(server, "/ok", "https"))
+        before = len(server.requests)
+        loose = probe_now(http, url(server, "/ok", "https"), ProbeConfig(insecure=True))
+        requests_after = len(server.requests) - before
+
+    assert not strict.ok
+    assert strict.error == f"certificate verify failed: {reason}"
+    assert strict.details["tls"] == {"verified": False, "verify_error": reason}
+
+    assert loose.ok, loose.error
+    assert loose.details["status"] == 200
+    assert loose.details["tls"]["verified"] is False
+    assert loose.details["tls"]["verify_error"] == reason
+    assert loose.phases_ms["tls"] is not None and loose.phases_ms["ttfb"] is not None
+    assert requests_after == 1
+
+
+def test_https_against_a_plain_http_port_is_a_tls_error(web: Server) -> None:
+    with pytest.raises(ProbeError, match="TLS handshake failed: WRONG_VERSION_NUMBER"):
+        probe_now(http, url(web, "/ok", "https"))
+
+
+# --- Through the runner -------------------------------------------------------------
+
+
+def test_run_probe_http_summarises_phases(web: Server, allow_loopback: str) -> None:
+    result = asyncio.run(
+        run_probe(url(web, "/ok"), ProbeConfig(count=3, interval_ms=10, timeout_s=2))
+    )
+
+    assert result.ok and result.succeeded == 3 and result.kind == "http"
+    assert result.address in ("127.0.0.1", "::1")
+    assert result.phases_ms["dns"] is not None  # "localhost" was resolved once, by the guard
+    assert result.phases_ms["tls"] is None
+    assert result.phases_ms["ttfb"] is not None and result.phases_ms["connect"] is not None
+    assert result.details["status"] == 200
+    assert result.throughput_bps is None
+
+
+def test_run_probe_throughput_reports_bits_per_second(web: Server, allow_loopback: str) -> None:
+    config = ProbeConfig(count=2, interval_ms=10, timeout_s=10, throughput=True)
+    result = asyncio.run(run_probe(f"http://127.0.0.1:{web.port}/large?bytes=4194304", config))
+
+    assert result.ok
+    assert result.throughput_bps is not None and result.throughput_bps > 0
+
+
+def test_no_descriptor_leaks_over_many_https_samples(
+    certs: Certificates, trust_ca: Path, allow_loopback: str
+) -> None:
+    # Self-signed + insecure: two connections per sample (the verifying attempt, then the
+    # measured one), so both the failure and the success path must release everything.
+    with running(start_http(certs.self_signed())) as server:
+        config = ProbeConfig(count=200, interval_ms=10, timeout_s=2, insecure=True)
+        target = f"https://127.0.0.1:{server.port}/ok"
+        asyncio.run(run_probe(target, config.model_copy(update={"count": 2})))  # warm up
+        before = open_fds()
+        result = asyncio.run(run_probe(target, config))
+        after = open_fds()
+
+    assert result.succeeded == 200, result.error
+    assert result.details["tls"]["verified"] is False
+    assert set(after) - set(before) == set()

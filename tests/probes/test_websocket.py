@@ -1,0 +1,140 @@
+"""ws:// and wss:// probes against real ``websockets`` servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes import tlsinfo, websocket
+from probes.base import ProbeConfig, ProbeError
+from probes.runner import run_probe
+from tests.probes.servers_http import (
+    Certificates,
+    Server,
+    certificates,
+    probe_now,
+    running,
+    start_http,
+    start_raw,
+    start_websocket,
+)
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    with certificates() as bundle:
+        yield bundle
+
+
+@pytest.fixture
+def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(tlsinfo.ENV_CA_FILE, str(certs.ca_file))
+    return certs.ca_file
+
+
+def ws_url(server: Server, scheme: str = "ws", path: str = "/") -> str:
+    return f"{scheme}://localhost:{server.port}{path}"
+
+
+def test_echo_server_upgrade_and_round_trip() -> None:
+    with running(start_websocket(echo=True)) as server:
+        sample = probe_now(websocket, ws_url(server))
+
+    assert sample.ok, sample.error
+    assert sample.details["upgrade_status"] == 101
+    assert sample.details["echo"] is True
+    phases = sample.phases_ms
+    assert phases["tls"] is None
+    assert phases["upgrade"] is not None and phases["upgrade"] > 0
+    assert phases["echo"] is not None and phases["echo"] > 0
+    assert phases["connect"] is not None
+    assert sample.latency_ms == pytest.approx(phases["connect"] + phases["upgrade"], abs=0.01)
+    assert server.accepted == 1
+
+
+def test_a_server_that_talks_but_does_not_echo_is_answered_without_echo() -> None:
+    # This server sends "welcome" and ignores what it gets: a message that is not
+    # our unique text must not count as the echo.
+    with running(start_websocket(echo=False)) as server:
+        started = time.monotonic()
+        sample = probe_now(websocket, ws_url(server), ProbeConfig(timeout_s=5.0))
+        elapsed = time.monotonic() - started
+
+    assert sample.ok, sample.error
+    assert sample.details["echo"] is False
+    assert sample.phases_ms["echo"] is None
+    # The echo wait is bounded by ECHO_WAIT_S, not by the 5 s timeout.
+    assert elapsed < 5.0
+
+
+def test_wss_verifies_with_sni(certs: Certificates, trust_ca: Path) -> None:
+    with running(start_websocket(echo=True, context=certs.trusted())) as server:
+        sample = probe_now(websocket, ws_url(server, "wss"))
+
+    assert sample.ok, sample.error
+    assert sample.details["echo"] is True
+    assert sample.details["tls"]["verified"] is True
+    assert sample.phases_ms["tls"] is not None
+    assert server.sni == ["localhost"]
+
+
+def test_wss_self_signed_fails_unless_insecure(certs: Certificates, trust_ca: Path) -> None:
+    with running(start_websocket(echo=True, context=certs.self_signed())) as server:
+        strict = probe_now(websocket, ws_url(server, "wss"))
+        loose = probe_now(websocket, ws_url(server, "wss"), ProbeConfig(insecure=True))
+
+    assert not strict.ok
+    assert strict.error == "certificate verify failed: self-signed certificate"
+    assert loose.ok and loose.details["echo"] is True
+    assert loose.details["tls"]["verify_error"] == "self-signed certificate"
+
+
+def test_plain_http_server_refuses_the_upgrade() -> None:
+    with running(start_http()) as server, pytest.raises(ProbeError) as caught:
+        probe_now(websocket, ws_url(server, path="/ok"))
+    assert str(caught.value) == (
+        "WebSocket upgrade refused: server rejected WebSocket connection: HTTP 200"
+    )
+
+
+def test_non_http_peer_is_a_clean_error() -> None:
+    with running(start_raw("banner")) as server, pytest.raises(ProbeError) as caught:
+        probe_now(websocket, ws_url(server))
+    assert str(caught.value).startswith("WebSocket upgrade failed: did not receive a valid HTTP")
+
+    with running(start_raw("close")) as server, pytest.raises(ProbeError) as caught:
+        probe_now(websocket, ws_url(server))
+    assert "before the WebSocket upgrade response" in str(caught.value)
+
+
+def test_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback: str) -> None:
+    timeout = 0.5
+    with running(start_raw("silent")) as server:
+
+        async def go() -> tuple[float, bool, str | None]:
+            started = time.monotonic()
+            result = await run_probe(
+                f"ws://127.0.0.1:{server.port}/", ProbeConfig(count=1, timeout_s=timeout)
+            )
+            return time.monotonic() - started, result.ok, result.error
+
+        elapsed, ok, error = asyncio.run(go())
+    assert not ok
+    assert "timed out" in (error or "")
+    assert elapsed <= timeout * 1.1
+
+
+def test_run_probe_ws_reports_upgrade_and_echo_medians(allow_loopback: str) -> None:
+    with running(start_websocket(echo=True)) as server:
+        result = asyncio.run(
+            run_probe(ws_url(server), ProbeConfig(count=3, interval_ms=10, timeout_s=2))
+        )
+
+    assert result.ok and result.kind == "ws" and result.succeeded == 3
+    assert result.phases_ms["upgrade"] is not None
+    assert result.phases_ms["echo"] is not None
+    assert result.details["echo"] is True
