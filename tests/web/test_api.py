@@ -291,5 +291,8 @@ def test_docs_page_loads_swagger_from_our_static_files_only() -> None:
     assert "/static/ninja/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower()
     assert "https://" not in html and "http://" not in html
+    # "Try it out" while logged in needs the CSRF token (see test above): the page has it.
+    assert 'data-api-csrf="true"' in html
+    assert 'data-csrf-token=""' not in html
     for asset in ("ninja/swagger-ui-bundle.js", "ninja/swagger-ui.css", "ninja/swagger-ui-init.js"):
         assert finders.find(asset), f"{asset} is not among the static files"
