@@ -282,7 +282,16 @@ def usecase_initial(document: dict[str, Any] | None = None) -> dict[str, Any]:
     """Form initial values: the document's defaults overlaid with ``document``."""
     initial = _defaults()
     initial.update(document or {})
-    return {k: ("" if v is None else v) for k, v in initial.items()}
+    return {k: _shown(v) for k, v in initial.items()}
+
+
+def _shown(value: Any) -> Any:
+    """A value as a form shows it: nothing for null, and 200 rather than 200.0."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _build_field(name: str) -> forms.Field:

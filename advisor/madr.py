@@ -33,6 +33,15 @@ def answer_text(field: str, value: Any) -> str:
     return _line(value)
 
 
+def _weight(factor: Any) -> float:
+    """A factor's points; anything unreadable counts as none rather than breaking the export."""
+    try:
+        value = float(factor.get("weight", 0) or 0) if isinstance(factor, dict) else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return value if value == value else 0.0  # NaN counts as none too
+
+
 def _label(item: dict[str, Any]) -> str:
     label = item.get("label") or item.get("method") or "?"
     implementation = item.get("implementation")
@@ -63,9 +72,9 @@ def _pros_cons(item: dict[str, Any]) -> list[str]:
     lines = []
     for exclusion in item.get("exclusions") or []:
         lines.append(f"* Bad, because it is ruled out: {_line(exclusion)}")
-    factors = sorted(item.get("factors") or [], key=lambda f: -abs(float(f.get("weight", 0) or 0)))
+    factors = sorted(item.get("factors") or [], key=lambda f: -abs(_weight(f)))
     for factor in factors:
-        weight = float(factor.get("weight", 0) or 0)
+        weight = _weight(factor)
         kind = "Good" if weight > 0 else "Bad" if weight < 0 else "Neutral"
         source = factor.get("source_title") or factor.get("source") or ""
         cite = f" [{_line(source)}]" if source else ""
@@ -144,13 +153,13 @@ def decision_to_madr(decision: Decision) -> str:
         goods = [
             f"* Good, because {_line(f.get('text', ''))}"
             for f in winner.get("factors") or []
-            if float(f.get("weight", 0) or 0) > 0
+            if _weight(f) > 0
         ]
         bads = [f"* Bad, because {_line(c)}" for c in winner.get("caveats") or []]
         bads += [
             f"* Bad, because {_line(f.get('text', ''))}"
             for f in winner.get("factors") or []
-            if float(f.get("weight", 0) or 0) < 0
+            if _weight(f) < 0
         ]
         out += goods + bads or ["* Neutral, because no consequence was recorded"]
         if flips:

@@ -9,6 +9,7 @@ page, so nothing is lost without JavaScript.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import plotly.graph_objects as go
@@ -30,6 +31,14 @@ def _as_json(fig: go.Figure) -> dict[str, Any]:
     return data
 
 
+def _number(value: Any) -> float:
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
 def _name(item: dict[str, Any]) -> str:
     return str(item.get("label") or item.get("method") or "?")
 
@@ -47,7 +56,7 @@ def field_contributions(ranking: list[dict[str, Any]], top: int = TOP_N) -> dict
         sums: dict[str, float] = {}
         for factor in item.get("factors") or []:
             names = [str(f) for f in factor.get("fields") or []] or ["(other)"]
-            share = float(factor.get("weight", 0) or 0) / len(names)
+            share = _number(factor.get("weight")) / len(names)
             for name in names:
                 sums[name] = sums.get(name, 0.0) + share
                 if name not in fields:
@@ -101,7 +110,7 @@ def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
         _EXCLUDED if item.get("excluded") else (_WINNER if i == 0 else _OTHER)
         for i, item in enumerate(items)
     ]
-    scores = [float(item.get("score", 0) or 0) for item in items]
+    scores = [_number(item.get("score")) for item in items]
     fig = go.Figure(
         go.Bar(
             x=scores,

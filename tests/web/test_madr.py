@@ -1,0 +1,118 @@
+"""The MADR export: its sections, and that it is built from the stored result only."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from advisor import services
+from advisor.madr import decision_to_madr
+from advisor.models import Decision
+from advisor.usecase import parse_usecase
+
+pytestmark = pytest.mark.django_db
+
+ORDERS = {
+    "title": "Checkout sends order commands to fulfilment",
+    "interaction": "fire_and_forget",
+    "delivery": "exactly_once",
+    "ordering": "per_key",
+    "receiver_may_be_offline": True,
+    "rate_per_second": 50,
+    "notes": "Fulfilment restarts nightly.\n# not a heading",
+}
+
+
+@pytest.fixture
+def decision() -> Decision:
+    return services.decision_create(usecase=parse_usecase(ORDERS), owner=None)[0]
+
+
+def sections(text: str) -> list[str]:
+    return re.findall(r"^## (.+)$", text, re.M)
+
+
+def test_madr_has_the_madr_sections_in_order(decision: Decision) -> None:
+    text = decision_to_madr(decision)
+    assert text.startswith("---\nstatus: proposed\n")
+    assert f"date: {decision.created_at:%Y-%m-%d}" in text
+    assert "\n# Checkout sends order commands to fulfilment\n" in text
+    assert sections(text) == [
+        "Context and Problem Statement",
+        "Decision Drivers",
+        "Considered Options",
+        "Decision Outcome",
+        "Pros and Cons of the Options",
+        "More Information",
+    ]
+    assert "### Consequences" in text
+
+
+def test_madr_drivers_come_from_the_answers(decision: Decision) -> None:
+    text = decision_to_madr(decision)
+    drivers = text.split("## Decision Drivers")[1].split("## ")[0]
+    for field in ("interaction", "delivery", "ordering", "receiver_may_be_offline"):
+        assert f"(`{field}`)" in drivers
+    assert "Exactly once" in drivers and "In order per key" in drivers
+    # Answers left at their defaults do not crowd the drivers.
+    assert "(`encryption`)" not in drivers and "(`consumers`)" not in drivers
+    # Free text stays on one line, so it cannot open a heading of its own.
+    assert "Notes: Fulfilment restarts nightly. # not a heading" in text
+    assert "\n# not a heading" not in text
+
+
+def test_madr_options_are_the_stored_ranking_and_outcome_its_winner(decision: Decision) -> None:
+    text = decision_to_madr(decision)
+    ranking = decision.result["ranking"]
+    options = re.findall(r"^\* (.+?): score ", text.split("## Considered Options")[1], re.M)
+    assert len(options) == len(ranking)
+    for option, item in zip(options, ranking, strict=False):
+        assert option.startswith(item["label"])
+    winner = ranking[0]
+    assert f'Chosen option: "{winner["label"]}' in text
+    for reason in winner["reasons"]:
+        assert " ".join(reason.split()) in text
+    # Every option gets a pros-and-cons section with its rules' sources.
+    for item in ranking:
+        assert f"### {item['label']}" in text
+    source_urls = {
+        f["source_url"] for item in ranking for f in item["factors"] if f.get("source_url")
+    }
+    for url in source_urls:
+        assert f"]({url})" in text
+    assert f"knowledge base {decision.kb_version}" in text
+
+
+def test_madr_pros_and_cons_follow_the_factor_signs(decision: Decision) -> None:
+    text = decision_to_madr(decision)
+    winner = decision.result["ranking"][0]
+    section = text.split(f"### {winner['label']}")[1].split("\n### ")[0]
+    for factor in winner["factors"]:
+        kind = "Good" if factor["weight"] > 0 else "Bad" if factor["weight"] < 0 else "Neutral"
+        assert f"* {kind}, because {' '.join(factor['text'].split())}" in section
+
+
+def test_madr_is_derived_from_the_stored_result(decision: Decision) -> None:
+    before = decision_to_madr(decision)
+    result = decision.result
+    result["ranking"][0]["label"] = "Carrier pigeons"
+    result["ranking"][0]["reasons"] = ["pigeons deliver exactly once"]
+    result["ranking"][0]["implementation"] = "homing"
+    decision.result = result
+    decision.save()
+
+    token = services.share_link_create(decision=decision)[1]
+    after = Client().get(f"/s/{token}/decision.md").content.decode()
+    assert after != before
+    assert 'Chosen option: "Carrier pigeons (homing)", because' in after
+    assert "* pigeons deliver exactly once" in after
+
+
+def test_madr_survives_an_empty_or_odd_stored_result(decision: Decision) -> None:
+    decision.result = {"ranking": [{"method": "rest", "factors": [{"weight": "x"}]}]}
+    text = decision_to_madr(decision)
+    assert 'Chosen option: "rest"' in text
+    decision.result = {}
+    assert "No option was ranked." in decision_to_madr(decision)

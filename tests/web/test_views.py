@@ -1,0 +1,288 @@
+"""The questionnaire, the live preview and the decision page, through Django's test client."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from advisor.forms import GROUPS, QUESTIONS
+from advisor.models import Decision, ShareLink
+from advisor.selectors import example_list
+from advisor.usecase import FIELDS
+
+pytestmark = pytest.mark.django_db
+
+CHAT = {
+    "title": "Support chat",
+    "interaction": "bidirectional",
+    "realtime": "on",
+    "browser_clients": "on",
+    "peers": "public",
+    "latency_ms": "200",
+    "message_bytes": "500",
+    "rate_per_second": "2000",
+    "consumers": "1",
+    "delivery": "at_least_once",
+    "ordering": "none",
+    "firewall": "open",
+    "existing_interface": "none",
+    "encryption": "on",
+    "version": "1",
+}
+
+
+# One question's block, up to where the next question or section starts.
+FIELD_BLOCK = (
+    r'<div class="field [^"]*has-error" id="q-{name}">(.*?)</div>\s*'
+    r"(?=<div class=\"field|</details>|<details|</fieldset>)"
+)
+
+
+# One question's block, up to where the next question or section starts.
+FIELD_BLOCK = (
+    r'<div class="field [^"]*has-error" id="q-{name}">(.*?)</div>\s*'
+    r'(?=<div class="field|</details>|<details|</fieldset>)'
+)
+
+
+def form_data(**changes: Any) -> dict[str, Any]:
+    data = {**CHAT, **changes}
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def top_methods(html: str) -> list[str]:
+    return re.findall(r'class="top3-item[^"]*" data-method="([a-z_]+)"', html)
+
+
+def test_form_renders_every_field_with_label_and_described_help(client: Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for name in FIELDS:
+        field_id = f"id_{name}"
+        question = QUESTIONS[name]
+        assert f'name="{name}"' in html, name
+        assert unescape(question.help) in unescape(html), name
+        assert f'id="{field_id}_helptext"' in html, name
+        if name == "interaction":
+            # A radio group: its fieldset is described by the help text, each option labelled.
+            assert f'aria-describedby="{field_id}_helptext"' in html
+            for i in range(7):
+                assert f'<label class="choice" for="{field_id}_{i}">' in html
+        else:
+            assert f'<label for="{field_id}">' in html, name
+            tag = re.search(rf'<(input|select|textarea)[^>]*id="{field_id}"[^>]*>', html)
+            assert tag is not None, name
+            assert f'aria-describedby="{field_id}_helptext"' in tag.group(0), name
+
+
+def test_form_starts_at_the_documents_defaults(client: Client) -> None:
+    html = client.get("/").content.decode()
+    assert re.search(r'name="message_bytes"[^>]*value="1024"', html)
+    assert re.search(r'name="rate_per_second"[^>]*value="1"', html)
+    assert re.search(r'name="consumers"[^>]*value="1"', html)
+    assert re.search(r'<input type="checkbox" name="encryption"[^>]*checked', html)
+    assert not re.search(r'<input type="checkbox" name="realtime"[^>]*checked', html)
+    assert re.search(r'<option value="at_least_once" selected>', html)
+    # Nullable numbers are optional and start empty.
+    latency = re.search(r'<input[^>]*name="latency_ms"[^>]*>', html)
+    assert latency is not None and "value=" not in latency.group(0)
+
+
+def test_form_has_basic_and_advanced_sections_in_the_five_groups(client: Client) -> None:
+    html = client.get("/").content.decode()
+    for group in GROUPS:
+        assert f'id="group-{group.slug}"' in html
+        assert f"<h2>{group.title}</h2>" in html.replace("&#x27;", "'")
+    assert html.count('<details class="advanced"') == sum(1 for g in GROUPS if g.advanced)
+    # An untouched form keeps the advanced questions folded away.
+    assert '<details class="advanced" open>' not in html
+
+
+def test_valid_post_without_js_creates_a_decision_and_redirects(client: Client) -> None:
+    response = client.post("/", form_data())
+    assert response.status_code == 302
+    decision = Decision.objects.get()
+    assert response["Location"] == f"/d/{decision.pk}"
+    assert decision.owner is None
+    assert decision.usecase["interaction"] == "bidirectional"
+    assert decision.usecase["latency_ms"] == 200
+    assert decision.usecase["realtime"] is True
+    assert decision.usecase["small_team"] is False  # an unticked box is false
+    assert decision.result["ranking"][0]["method"] == "websocket"
+    assert decision.kb_version
+    assert ShareLink.objects.filter(decision=decision).count() == 1
+
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "WebSockets" in html
+    # The creator sees the share link once, and it opens the decision.
+    share = re.search(r'id="share-url" type="text" readonly value="([^"]+)"', html)
+    assert share is not None
+    path = share.group(1).removeprefix("http://testserver")
+    assert path.startswith("/s/")
+    assert Client().get(path).status_code == 200
+
+
+def test_invalid_post_shows_errors_next_to_fields_400_and_stores_nothing(client: Client) -> None:
+    response = client.post("/", form_data(message_bytes="0", latency_ms="fast", interaction=None))
+    assert response.status_code == 400
+    assert Decision.objects.count() == 0
+    assert ShareLink.objects.count() == 0
+    html = unescape(response.content.decode())
+    for name, text in [
+        ("message_bytes", "got 0; accepted: a whole number >= 1 (bytes)"),
+        ("latency_ms", 'got "fast"; accepted: a number > 0'),
+        ("interaction", "is required; accepted: one of request_response"),
+    ]:
+        block = re.search(FIELD_BLOCK.format(name=name), html, re.S)
+        assert block is not None, name
+        assert f'id="id_{name}_error"' in block.group(1), name
+        assert text in block.group(1), name
+        assert 'aria-invalid="true"' in block.group(1), name
+    # The other answers are kept, so the person only fixes what is wrong.
+    assert re.search(r'name="rate_per_second"[^>]*value="2000"', html)
+
+
+def test_unknown_choice_value_is_a_field_error_not_a_crash(client: Client) -> None:
+    response = client.post("/", form_data(delivery="twice", consumers="1.5"))
+    assert response.status_code == 400
+    html = unescape(response.content.decode())
+    assert 'got "twice"; accepted: one of best_effort, at_least_once, exactly_once' in html
+    assert "got 1.5; accepted: a whole number >= 1" in html
+    assert Decision.objects.count() == 0
+
+
+def test_htmx_preview_returns_only_the_partial_and_follows_the_answers(client: Client) -> None:
+    headers = {"HX-Request": "true"}
+    chat = client.post("/preview", form_data(), headers=headers)
+    assert chat.status_code == 200
+    html = chat.content.decode()
+    assert "<html" not in html and "<form" not in html
+    chat_top = top_methods(html)
+    assert len(chat_top) == 3
+    assert chat_top[0] == "websocket"
+
+    batch = client.post(
+        "/preview",
+        form_data(
+            interaction="file_transfer",
+            realtime=None,
+            browser_clients=None,
+            peers="partner",
+            latency_ms="",
+            file_bytes="2000000000",
+        ),
+        headers=headers,
+    )
+    batch_top = top_methods(batch.content.decode())
+    assert len(batch_top) == 3
+    assert batch_top[0] == "file_transfer"
+    assert batch_top != chat_top
+    assert Decision.objects.count() == 0  # a preview stores nothing
+
+
+def test_htmx_preview_of_invalid_answers_names_the_problem(client: Client) -> None:
+    response = client.post("/preview", form_data(consumers="0"), headers={"HX-Request": "true"})
+    # 200 so htmx swaps the message in; without htmx the same answer is a 400.
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    assert "got 0; accepted: a whole number >= 1" in html
+    assert top_methods(html) == []
+    assert client.post("/preview", form_data(consumers="0")).status_code == 400
+
+
+def test_questionnaire_wires_the_live_preview_with_htmx_from_static(client: Client) -> None:
+    html = client.get("/").content.decode()
+    assert 'hx-post="/preview"' in html
+    assert 'hx-trigger="change, input delay:400ms"' in html
+    assert 'src="/static/vendor/htmx-2.0.11.min.js"' in html
+    assert re.search(r"<body hx-headers='\{\"X-CSRFToken\": \"[A-Za-z0-9]{64}\"\}'>", html)
+    assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+
+
+def test_preview_needs_post(client: Client) -> None:
+    assert client.get("/preview").status_code == 405
+
+
+@pytest.mark.parametrize("example", [e.name for e in example_list()])
+def test_gallery_example_prefills_the_form(client: Client, example: str) -> None:
+    shipped = next(e for e in example_list() if e.name == example)
+    response = client.get("/", {"example": example})
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    usecase = shipped.usecase
+    assert re.search(
+        rf'<input type="radio" name="interaction" value="{usecase.interaction}"[^>]*checked', html
+    )
+    assert f'value="{usecase.title}"' in html
+    assert re.search(rf'name="rate_per_second"[^>]*value="{usecase.rate_per_second:g}"', html)
+    # The prefilled answers are ranked right away, so the page is useful without JS.
+    assert len(top_methods(html)) == 3
+
+
+def test_gallery_covers_every_interaction() -> None:
+    from advisor.usecase import INTERACTIONS
+
+    assert {e.usecase.interaction for e in example_list()} == set(INTERACTIONS)
+    assert len(example_list()) >= 8
+
+
+def test_gallery_example_submits_to_its_expected_winner(client: Client) -> None:
+    page = client.get("/", {"example": "nightly-batch"})
+    form = page.context["form"]
+    data = {
+        name: ("on" if value is True else value)
+        for name, value in form.initial.items()
+        if value is not False
+    }
+    response = client.post("/", data)
+    assert response.status_code == 302
+    assert Decision.objects.get().result["ranking"][0]["method"] == "file_transfer"
+
+
+@pytest.mark.parametrize(
+    "query", ["../../etc/passwd", "nope", "", "support-chat/../x", "A" * 500, "%00"]
+)
+def test_unknown_example_is_404_not_500(client: Client, query: str) -> None:
+    assert client.get("/", {"example": query}).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/d/999999", "/d/abc", "/d/-1", "/d/99999999999999999999999"])
+def test_bad_decision_ids_are_404(client: Client, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_decision_page_only_for_its_creator(client: Client) -> None:
+    response = client.post("/", form_data())
+    location = response["Location"]
+    assert client.get(location).status_code == 200
+    # Another anonymous visitor (no session) cannot open it by id.
+    assert Client().get(location).status_code == 404
+
+
+def test_decision_page_charts_are_embedded_as_json_for_the_vendored_plotly(
+    client: Client,
+) -> None:
+    location = client.post("/", form_data())["Location"]
+    html = client.get(location).content.decode()
+    assert 'src="/static/vendor/plotly-4.1.1.min.js"' in html
+    assert 'src="/static/js/charts.js"' in html
+    assert '<script id="fig-ranking" type="application/json">' in html
+    assert '<script id="fig-contributions" type="application/json">' in html
+    assert 'data-figure="fig-ranking"' in html
+
+
+def test_too_long_title_is_a_field_error(client: Client) -> None:
+    response = client.post("/", form_data(title="x" * 201))
+    assert response.status_code == 400
+    assert "accepted: a string of at most 200 characters" in unescape(response.content.decode())
+
+
+def test_put_to_the_questionnaire_is_405(client: Client) -> None:
+    assert client.put("/").status_code == 405
