@@ -17,9 +17,10 @@ does). The vhost is the URL path without its leading slash, percent-decoded
 Phases: ``connect`` is the TCP connect plus the AMQP handshake up to
 ``Connection.OpenOk`` (the moment the connection is usable), ``tls`` the TLS
 handshake in between, kept out of ``connect``. ``details`` breaks the connect
-down (``tcp_connect_ms``, ``handshake_ms``), gives ``channel_open_ms`` and
-``queue_declare_ms``, and the broker's ``product``, ``version`` and
-``platform`` from its connection properties.
+down (``tcp_connect_ms``, ``handshake_ms``), gives ``channel_open_ms``,
+``queue_declare_ms`` and the temporary queue's name, and the broker's
+``product``, ``version``, ``platform`` and ``cluster_name`` from its
+connection properties.
 
 aiormq (aio-pika's protocol layer) speaks the protocol; a transport factory
 of ours opens the TCP connection to the checked address and upgrades it to
@@ -207,7 +208,9 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
             details["queue_declare_ms"] = _since(started)
             queue = declared.queue
-            assert queue is not None
+            if not queue:
+                raise ProbeError("the broker did not name the temporary queue")
+            details["queue"] = queue
 
             loop = asyncio.get_running_loop()
             arrived: asyncio.Future[int] = loop.create_future()
@@ -234,6 +237,11 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             latency = (delivered - started) / 1e6
             succeeded = True
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
+    # Before ValueError below: SSLCertVerificationError is a ValueError too.
+    except ssl.SSLCertVerificationError as exc:
+        raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
+    except ssl.SSLError as exc:
+        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
     except amqp_errors.ProbableAuthenticationError as exc:
         raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
     except amqp_errors.AuthenticationError as exc:
@@ -252,10 +260,6 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         if transport.tcp_ms is None:
             raise
         raise ProbeError("the server reset the connection: not an AMQP broker?") from None
-    except ssl.SSLCertVerificationError as exc:
-        raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
-    except ssl.SSLError as exc:
-        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
     finally:
         await _close(connection, transport, deadline, graceful=succeeded)
 
