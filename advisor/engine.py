@@ -1,30 +1,63 @@
 """The recommendation engine: UseCase -> Recommendation. Pure: no ORM, no I/O.
 
-(Work in progress: the output types below are the contract the web app and
-``manage.py advise`` build on; ``recommend`` is being written.)
+The knowledge base (``advisor/knowledge/*.yaml``) holds every rule; this module
+compiles its conditions once into predicates and applies them:
+
+1. each matching scoring rule adds its weight to a method's raw score and
+   leaves a *factor* (which answer, how much, why, which source);
+2. matching exclusions rule methods out whatever they score;
+3. the first matching implementation choice names the concrete technology;
+4. caveats and warnings are attached where their conditions hold;
+5. for the top two methods, every single answer is changed in turn to find
+   the changes that would flip the recommendation ("what would change").
+
+Scores are a logistic squash of the raw score, ``1 / (1 + e^(-raw/4))``: an
+absolute scale, so a rule that adds to a method can never lower its score,
+whatever happens to the other methods.
 """
 
 from __future__ import annotations
 
+import math
+import operator
+import string
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from advisor.usecase import UseCase
-
-METHODS: tuple[str, ...] = (
-    "http",
-    "rest",
-    "soap",
-    "graphql",
-    "rpc",
-    "websocket",
-    "message_queue",
-    "tcp",
-    "udp",
-    "file_transfer",
-    "ssh",
+from advisor.knowledge import DERIVED, KB_VERSION, KNOWLEDGE, METHODS, KnowledgeBase
+from advisor.usecase import (
+    DELIVERIES,
+    EXISTING_INTERFACES,
+    FIREWALLS,
+    INTERACTIONS,
+    MAX_LATENCY_MS,
+    ORDERINGS,
+    PEERS,
+    UseCase,
 )
+
+__all__ = [
+    "KB_VERSION",
+    "METHODS",
+    "Factor",
+    "Flip",
+    "MethodResult",
+    "Recommendation",
+    "method_label",
+    "recommend",
+    "recommend_json",
+]
+
+SCORE_SCALE = 4.0
+MAX_FLIPS_PER_METHOD = 6
+
+
+# --------------------------------------------------------------------------
+# Output types: the contract the web app, the API and `advise` build on.
 
 
 class Factor(BaseModel):
@@ -77,5 +110,747 @@ class Recommendation(BaseModel):
         return self.model_dump(mode="json")
 
 
-def recommend(usecase: UseCase) -> Recommendation:
-    raise NotImplementedError("engine in progress")
+# --------------------------------------------------------------------------
+# Compiling conditions.
+
+Values = dict[str, Any]
+Pred = Callable[[Values], bool]
+
+
+def _always(values: Values) -> bool:
+    return True
+
+
+def _comparison(key: str, op: str, bound: Any) -> Pred:
+    # None (no budget, no file) satisfies no numeric bound.
+    if op == "is_null":
+        want_null = bool(bound)
+        return lambda v: (v[key] is None) is want_null
+    if op == "ne":
+        return lambda v: v[key] != bound
+    if op == "lt":
+        return lambda v: v[key] is not None and v[key] < bound
+    if op == "lte":
+        return lambda v: v[key] is not None and v[key] <= bound
+    if op == "gt":
+        return lambda v: v[key] is not None and v[key] > bound
+    if op == "gte":
+        return lambda v: v[key] is not None and v[key] >= bound
+    raise ValueError(f"unknown operator {op!r}")  # the knowledge loader refuses these first
+
+
+def _compile_test(key: str, test: Any) -> Pred:
+    if isinstance(test, list):
+        members = frozenset(test)
+        return lambda v: v[key] in members
+    if isinstance(test, dict):
+        checks = [_comparison(key, op, bound) for op, bound in test.items()]
+        return _conjunction(checks)
+    if isinstance(test, bool):
+        return lambda v: v[key] is test
+    return lambda v: v[key] == test
+
+
+def compile_condition(cond: dict[str, Any]) -> tuple[Pred, frozenset[str]]:
+    """A predicate over the answers, and the names (answers or derived values) it reads."""
+    preds: list[Pred] = []
+    names: set[str] = set()
+    for key, test in cond.items():
+        if key in ("any", "all"):
+            subs = [compile_condition(sub) for sub in test]
+            for _, sub_names in subs:
+                names |= sub_names
+            sub_preds = tuple(pred for pred, _ in subs)
+            preds.append(_some(sub_preds) if key == "any" else _conjunction(list(sub_preds)))
+        elif key == "not":
+            inner, inner_names = compile_condition(test)
+            names |= inner_names
+            preds.append(_negation(inner))
+        else:
+            names.add(key)
+            preds.append(_compile_test(key, test))
+    if not preds:
+        return _always, frozenset()
+    return _conjunction(preds), frozenset(names)
+
+
+def _negation(pred: Pred) -> Pred:
+    return lambda v: not pred(v)
+
+
+def _some(preds: tuple[Pred, ...]) -> Pred:
+    return lambda v: any(p(v) for p in preds)
+
+
+def _conjunction(preds: list[Pred]) -> Pred:
+    # Unrolled for the common short cases: this runs thousands of times per second.
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        a, b = preds
+        return lambda v: a(v) and b(v)
+    if len(preds) == 3:
+        a, b, c = preds
+        return lambda v: a(v) and b(v) and c(v)
+    pred_tuple = tuple(preds)
+    return lambda v: all(p(v) for p in pred_tuple)
+
+
+def _sign(weight: float) -> str:
+    return "+" if weight > 0 else ("-" if weight < 0 else "±")
+
+
+def _answers_of(names: Iterable[str]) -> frozenset[str]:
+    """The use-case fields behind condition names (derived values expand to their inputs)."""
+    out: set[str] = set()
+    for name in names:
+        out.update(DERIVED.get(name, (name,)))
+    return frozenset(out)
+
+
+def _thresholds(cond: Any, into: dict[str, set[float]]) -> None:
+    """Collect values on both sides of each numeric bound (for 'what would change')."""
+    if isinstance(cond, list):
+        for sub in cond:
+            _thresholds(sub, into)
+        return
+    if not isinstance(cond, dict):
+        return
+    for key, test in cond.items():
+        if key in ("any", "all", "not"):
+            _thresholds(test, into)
+        elif isinstance(test, dict):
+            for op, bound in test.items():
+                # The values on either side of the bound: the bound itself falls on the
+                # side its operator includes, half or double of it on the other.
+                if key in DERIVED:
+                    continue
+                if op in ("gte", "lt"):
+                    into[key].update((float(bound) / 2, float(bound)))
+                elif op in ("gt", "lte"):
+                    into[key].update((float(bound), float(bound) * 2))
+
+
+# --------------------------------------------------------------------------
+# The compiled knowledge base.
+
+METHOD_INDEX = {m: i for i, m in enumerate(METHODS)}
+N = len(METHODS)
+_FIELD_ORDER = {name: i for i, name in enumerate(UseCase.model_fields)}
+
+# (method index, weight, text, source id, source title, source url)
+Effect = tuple[int, float, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    index: int
+    rule_id: str
+    pred: Pred
+    answers: frozenset[str]
+    fields: tuple[str, ...]  # the answers in document order, for display
+    effects: tuple[Effect, ...]
+    reads: frozenset[str]  # the names its condition reads, derived values included
+
+    def display(self) -> tuple[tuple[int, float, dict[str, Any], str], ...]:
+        """Per effect: method, sort key, the factor without its answer, the reason's tail.
+
+        Built once per rule, so a recommendation only adds the answers it was given."""
+        out = []
+        for m, weight, text, sid, title, url in self.effects:
+            factor = {
+                "rule": self.rule_id,
+                "fields": list(self.fields),
+                "weight": weight,
+                "text": text,
+                "source": sid,
+                "source_title": title,
+                "source_url": url,
+            }
+            out.append(
+                (m, -abs(weight), factor, f" ({_sign(weight)}{abs(weight):g}): {text} [{title}]")
+            )
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class ExclusionRule:
+    index: int
+    rule_id: str
+    pred: Pred
+    answers: frozenset[str]
+    fields: tuple[str, ...]
+    methods: tuple[int, ...]
+    text: str  # already carries the source title
+
+
+@dataclass(frozen=True)
+class Choice:
+    impl: str
+    pred: Pred
+    text: str
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A caveat (for some methods) or a warning (methods empty); text may use {field}."""
+
+    rule_id: str
+    pred: Pred
+    methods: frozenset[int]
+    template: str
+    names: tuple[str, ...]  # fields and derived values the template shows
+
+
+def _key(value: Any) -> tuple[type, Any]:
+    # True == 1 in Python; keep booleans and numbers apart as dictionary keys.
+    return (type(value), value)
+
+
+def _in_order(answers: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(answers, key=_FIELD_ORDER.__getitem__))
+
+
+def _template_names(template: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+class Compiled:
+    """The knowledge base turned into predicates and index tables, built once at import."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        titled = {sid: f" [{src.title}]" for sid, src in kb.sources.items()}
+
+        def make_effect(method: str, weight: float, text: str, sid: str) -> Effect:
+            src = kb.sources[sid]
+            return (METHOD_INDEX[method], weight, text, sid, src.title, src.url)
+
+        thresholds: dict[str, set[float]] = defaultdict(set)
+        # The fit rows are keyed by interaction: one lookup instead of seven predicates.
+        self.fit: dict[str, ScoringRule] = {}
+        for interaction, row in kb.fit.items():
+            self.fit[interaction] = ScoringRule(
+                index=-1,
+                rule_id=f"fit.{interaction}",
+                pred=_compile_test("interaction", interaction),
+                answers=frozenset({"interaction"}),
+                fields=("interaction",),
+                effects=tuple(
+                    make_effect(m, e.weight, e.text or row.text, e.source or row.source)
+                    for m, e in row.effects.items()
+                ),
+                reads=frozenset({"interaction"}),
+            )
+        self.scoring: list[ScoringRule] = []
+        for rule in kb.rules:
+            pred, names = compile_condition(rule.when)
+            _thresholds(rule.when, thresholds)
+            answers = _answers_of(names)
+            self.scoring.append(
+                ScoringRule(
+                    index=len(self.scoring),
+                    rule_id=rule.id,
+                    pred=pred,
+                    answers=answers,
+                    fields=_in_order(answers),
+                    effects=tuple(
+                        make_effect(m, e.weight, e.text or rule.text, e.source or rule.source)
+                        for m, e in rule.effects.items()
+                        if e.weight != 0 or e.text
+                    ),
+                    reads=names,
+                )
+            )
+        self.exclusions: list[ExclusionRule] = []
+        for excl in kb.exclusions:
+            pred, names = compile_condition(excl.when)
+            _thresholds(excl.when, thresholds)
+            answers = _answers_of(names)
+            self.exclusions.append(
+                ExclusionRule(
+                    index=len(self.exclusions),
+                    rule_id=excl.id,
+                    pred=pred,
+                    answers=answers,
+                    fields=_in_order(answers),
+                    methods=tuple(METHOD_INDEX[m] for m in excl.methods),
+                    text=excl.text + titled[excl.source],
+                )
+            )
+        self.choices: dict[int, tuple[Choice, ...]] = {
+            METHOD_INDEX[method]: tuple(
+                Choice(c.impl, compile_condition(c.when)[0], c.text + titled[c.source])
+                for c in choices
+            )
+            for method, choices in kb.implementations.items()
+        }
+        self.caveats = tuple(
+            Attached(
+                c.id,
+                compile_condition(c.when)[0],
+                frozenset(METHOD_INDEX[m] for m in c.methods),
+                c.text + titled[c.source],
+                _template_names(c.text),
+            )
+            for c in kb.caveats
+        )
+        self.warnings = tuple(
+            Attached(
+                w.id,
+                compile_condition(w.when)[0],
+                frozenset(),
+                w.text + titled[w.source],
+                _template_names(w.text),
+            )
+            for w in kb.warnings
+        )
+        # Which rules can change when one answer changes ("what would change").
+        by_answer: dict[str, list[ScoringRule]] = defaultdict(list)
+        for scoring_rule in self.scoring:
+            for answer in scoring_rule.answers:
+                by_answer[answer].append(scoring_rule)
+        self.scoring_by_answer = {k: tuple(v) for k, v in by_answer.items()}
+        excl_by_answer: dict[str, list[ExclusionRule]] = defaultdict(list)
+        for excl_rule in self.exclusions:
+            for answer in excl_rule.answers:
+                excl_by_answer[answer].append(excl_rule)
+        self.exclusions_by_answer = {k: tuple(v) for k, v in excl_by_answer.items()}
+        self.alternatives = _alternatives(thresholds)
+        self.display = {id(rule): rule.display() for rule in (*self.fit.values(), *self.scoring)}
+        # The most one answer can move each method: the sum of the weights of every rule
+        # that reads it (for interaction, the spread of the fit rows). A change to that
+        # answer cannot overturn a lead larger than these, so it need not be tried.
+        self.reach: dict[str, list[float]] = {}
+        for field in self.alternatives:
+            reach = [0.0] * N
+            for scoring_rule in self.scoring_by_answer.get(field, ()):
+                for eff in scoring_rule.effects:
+                    reach[eff[0]] += abs(eff[1])
+            if field == "interaction":
+                for m in range(N):
+                    weights = [e[1] for fr in self.fit.values() for e in fr.effects if e[0] == m]
+                    reach[m] += max(weights) - min(weights)
+            self.reach[field] = reach
+        # Most rules read one answer only. For those, what they add to each method
+        # under every value worth trying is known in advance: one vector per value.
+        # Only the rules that read several answers are evaluated per use case.
+        self.solo: dict[str, dict[Any, list[float]]] = {}
+        self.solo_rules: dict[str, tuple[ScoringRule, ...]] = {}
+        self.joint_rules: dict[str, tuple[ScoringRule, ...]] = {}
+        for field, alternatives in self.alternatives.items():
+            solo = tuple(
+                r for r in self.scoring_by_answer.get(field, ()) if r.reads == frozenset({field})
+            )
+            self.solo_rules[field] = solo
+            self.joint_rules[field] = tuple(
+                r for r in self.scoring_by_answer.get(field, ()) if r not in solo
+            )
+            vectors: dict[Any, list[float]] = {}
+            for value in alternatives:
+                vector = [0.0] * N
+                probe = {field: value}
+                for solo_rule in solo:
+                    if solo_rule.pred(probe):
+                        for eff in solo_rule.effects:
+                            vector[eff[0]] += eff[1]
+                if field == "interaction":
+                    for eff in self.fit[value].effects:
+                        vector[eff[0]] += eff[1]
+                vectors[_key(value)] = vector
+            self.solo[field] = vectors
+        # The methods an answer can rule out; a change that may rule out the winner
+        # must always be tried.
+        self.may_exclude: dict[str, frozenset[int]] = {
+            field: frozenset(m for excl in rules for m in excl.methods)
+            for field, rules in self.exclusions_by_answer.items()
+        }
+        # Derived values that scoring or exclusions read must be recomputed when one of
+        # their inputs changes; those only warnings read need not be.
+        read = {n for rule in kb.rules for n in compile_condition(rule.when)[1]} | {
+            n for excl in kb.exclusions for n in compile_condition(excl.when)[1]
+        }
+        self.derived_inputs = frozenset(
+            field for name, inputs in DERIVED.items() if name in read for field in inputs
+        )
+        self.labels = {m: kb.methods[m].label for m in METHODS}
+
+
+_INT_FIELDS = frozenset({"message_bytes", "file_bytes", "consumers"})
+_NULLABLE = frozenset({"latency_ms", "file_bytes"})
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "latency_ms": (1e-3, MAX_LATENCY_MS),
+    "message_bytes": (1, math.inf),
+    "file_bytes": (1, math.inf),
+    "rate_per_second": (0, math.inf),
+    "consumers": (1, math.inf),
+}
+_ENUMS: dict[str, tuple[str, ...]] = {
+    "interaction": INTERACTIONS,
+    "delivery": DELIVERIES,
+    "ordering": ORDERINGS,
+    "peers": PEERS,
+    "firewall": FIREWALLS,
+    "existing_interface": EXISTING_INTERFACES,
+}
+_BOOLS = (
+    "realtime",
+    "loss_tolerant",
+    "receiver_may_be_offline",
+    "browser_clients",
+    "inbound_blocked",
+    "flexible_queries",
+    "strict_contract",
+    "constrained_devices",
+    "encryption",
+    "small_team",
+)
+
+
+def _alternatives(thresholds: dict[str, set[float]]) -> dict[str, tuple[Any, ...]]:
+    """Values worth trying for each answer: every other choice, and for numbers a value
+    on each side of every bound a rule compares them with. Between two bounds every
+    value scores alike, so these reach every outcome one number can produce."""
+    alts: dict[str, tuple[Any, ...]] = dict(_ENUMS)
+    for name in _BOOLS:
+        alts[name] = (True, False)
+    for name, (low, high) in _BOUNDS.items():
+        candidates: set[float] = set()
+        for value in thresholds.get(name, ()):
+            if name in _INT_FIELDS:
+                value = float(round(value))
+            if low <= value <= high:
+                candidates.add(value)
+        ordered: list[Any] = [
+            int(c) if name in _INT_FIELDS or c.is_integer() else c for c in sorted(candidates)
+        ]
+        if name in _NULLABLE:
+            ordered.insert(0, None)
+        alts[name] = tuple(ordered)
+    return dict(sorted(alts.items(), key=lambda kv: _FIELD_ORDER[kv[0]]))
+
+
+COMPILED = Compiled(KNOWLEDGE)
+
+
+def method_label(method: str) -> str:
+    return COMPILED.labels.get(method, method)
+
+
+# --------------------------------------------------------------------------
+# Scoring.
+
+
+def _with_derived(values: Values) -> Values:
+    values["wan"] = values["peers"] != "internal"
+    bandwidth = values["rate_per_second"] * values["message_bytes"] * 8
+    values["bandwidth_bps"] = bandwidth
+    values["bandwidth_gbps"] = round(bandwidth / 1e9, 1)
+    file_bytes = values["file_bytes"]
+    file_ms = None if file_bytes is None else round(file_bytes * 8 / 1e10 * 1000, 1)
+    values["file_min_ms_10g"] = file_ms
+    latency = values["latency_ms"]
+    values["file_exceeds_budget"] = (
+        file_ms is not None and latency is not None and file_ms > latency
+    )
+    return values
+
+
+def _show(value: Any) -> str:
+    """An answer as the user wrote it in the document."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e15 else f"{value:.3g}"
+    return str(value)
+
+
+def _readable(value: Any) -> str:
+    """A value inside a sentence: thousands separators for numbers."""
+    if value is None or isinstance(value, bool | str):
+        return _show(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    return f"{value:,.3g}"
+
+
+def _fill(item: Attached, values: Values) -> str:
+    if not item.names:
+        return item.template
+    return item.template.format_map({name: _readable(values[name]) for name in item.names})
+
+
+def _answer_text(fields: tuple[str, ...], values: Values) -> str:
+    return ", ".join(f"{name} = {_show(values[name])}" for name in fields)
+
+
+@dataclass
+class _State:
+    values: Values
+    raw: list[float]
+    matched: list[bool]
+    excluded_by: list[int]
+    excl_matched: list[bool]
+    fit: ScoringRule
+    any_excluded: bool
+    # 0 for a method in the running, -inf for one ruled out; None when all are out
+    mask: list[float] | None
+
+
+def _score(values: Values, c: Compiled) -> _State:
+    raw = [0.0] * N
+    fit = c.fit[values["interaction"]]
+    for effect in fit.effects:
+        raw[effect[0]] += effect[1]
+    matched = [False] * len(c.scoring)
+    for rule in c.scoring:
+        if rule.pred(values):
+            matched[rule.index] = True
+            for effect in rule.effects:
+                raw[effect[0]] += effect[1]
+    excluded_by = [0] * N
+    excl_matched = [False] * len(c.exclusions)
+    for excl in c.exclusions:
+        if excl.pred(values):
+            excl_matched[excl.index] = True
+            for m in excl.methods:
+                excluded_by[m] += 1
+    mask = None if all(excluded_by) else [-math.inf if e else 0.0 for e in excluded_by]
+    return _State(values, raw, matched, excluded_by, excl_matched, fit, any(excluded_by), mask)
+
+
+def _winner(raw: list[float], excluded_by: list[int]) -> int:
+    allowed = [r if not e else -math.inf for r, e in zip(raw, excluded_by, strict=True)]
+    best = max(allowed)
+    if best == -math.inf:  # everything ruled out: rank by raw score alone
+        return raw.index(max(raw))
+    return allowed.index(best)  # first of equals, as _order breaks ties
+
+
+def _order(raw: list[float], excluded_by: list[int]) -> list[int]:
+    # Ties keep METHODS order, so equal answers always rank alike.
+    return sorted(range(N), key=lambda m: (excluded_by[m] > 0, -raw[m], m))
+
+
+def _first(row: tuple[float, dict[str, Any], str]) -> float:
+    return row[0]
+
+
+def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]:
+    values = state.values
+    # per method: (sort key, factor, reason)
+    rows: list[list[tuple[float, dict[str, Any], str]]] = [[] for _ in range(N)]
+    rules = [state.fit] + [r for r in c.scoring if state.matched[r.index]]
+    for rule in rules:
+        answer = _answer_text(rule.fields, values)
+        for m, key, static, tail in c.display[id(rule)]:
+            factor = static.copy()
+            factor["answer"] = answer
+            rows[m].append((key, factor, answer + tail))
+    exclusions: list[list[str]] = [[] for _ in range(N)]
+    for excl in c.exclusions:
+        if state.excl_matched[excl.index]:
+            line = f"{_answer_text(excl.fields, values)}: {excl.text}"
+            for m in excl.methods:
+                exclusions[m].append(line)
+    caveats: list[list[str]] = [[] for _ in range(N)]
+    for cav in c.caveats:
+        if cav.pred(values):
+            line = _fill(cav, values)
+            for m in cav.methods:
+                caveats[m].append(line)
+    results = []
+    for m in order:
+        implementation = implementation_reason = None
+        for choice in c.choices.get(m, ()):
+            if choice.pred(values):
+                implementation, implementation_reason = choice.impl, choice.text
+                break
+        excluded = state.excluded_by[m] > 0
+        raw = round(state.raw[m], 3)
+        ranked = sorted(rows[m], key=_first)
+        results.append(
+            {
+                "method": METHODS[m],
+                "label": c.labels[METHODS[m]],
+                "implementation": implementation,
+                "implementation_reason": implementation_reason,
+                "score": 0.0 if excluded else round(1.0 / (1.0 + math.exp(-raw / SCORE_SCALE)), 3),
+                "raw_score": raw,
+                "excluded": excluded,
+                "exclusions": exclusions[m],
+                "reasons": [row[2] for row in ranked],
+                "caveats": exclusions[m] + caveats[m],
+                "factors": [row[1] for row in ranked],
+            }
+        )
+    return results
+
+
+# --------------------------------------------------------------------------
+# What would change the answer.
+
+
+def _solo_now(field: str, state: _State, c: Compiled) -> list[float]:
+    """What the one-answer rules reading ``field`` add to each method for the given answer."""
+    vector = [0.0] * N
+    matched = state.matched
+    for rule in c.solo_rules[field]:
+        if matched[rule.index]:
+            for effect in rule.effects:
+                vector[effect[0]] += effect[1]
+    if field == "interaction":
+        for effect in state.fit.effects:
+            vector[effect[0]] += effect[1]
+    return vector
+
+
+def _winner_if(field: str, value: Any, base: list[float], state: _State, c: Compiled) -> int:
+    """The winner with one answer changed. ``base`` is the raw scores without the
+    one-answer rules that read ``field``. The caller restores ``state.values[field]``."""
+    values = state.values
+    if field in c.derived_inputs:
+        values = values.copy()
+        values[field] = value
+        _with_derived(values)
+    else:
+        values[field] = value
+    raw = list(map(operator.add, base, c.solo[field][_key(value)]))
+    matched = state.matched
+    for rule in c.joint_rules[field]:
+        now = rule.pred(values)
+        if now is not matched[rule.index]:
+            if now:
+                for effect in rule.effects:
+                    raw[effect[0]] += effect[1]
+            else:
+                for effect in rule.effects:
+                    raw[effect[0]] -= effect[1]
+    excluded_by = state.excluded_by
+    for excl in c.exclusions_by_answer.get(field, ()):
+        now = excl.pred(values)
+        if now is not state.excl_matched[excl.index]:
+            if excluded_by is state.excluded_by:
+                excluded_by = excluded_by.copy()
+            step = 1 if now else -1
+            for m in excl.methods:
+                excluded_by[m] += step
+    if excluded_by is not state.excluded_by or state.mask is None:
+        return _winner(raw, excluded_by)
+    if not state.any_excluded:
+        return raw.index(max(raw))  # the first of equals, as _order breaks ties
+    allowed = list(map(operator.add, raw, state.mask))
+    return allowed.index(max(allowed))
+
+
+def _distance(current: Any, value: Any) -> float:
+    """How far a changed answer is from the given one (log scale for positive numbers)."""
+    if isinstance(current, bool) or isinstance(value, bool):
+        return 0.0
+    if isinstance(current, int | float) and isinstance(value, int | float):
+        if current > 0 and value > 0:
+            return abs(math.log(value / current))
+        return abs(value - current)
+    return 0.0
+
+
+def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]:
+    """For the top two: the single answers that, changed, put another method first.
+
+    For the winner, every change that dethrones it; for the runner-up, every change
+    that makes it the winner. Per answer and new winner, the smallest change is kept."""
+    values = state.values
+    first, second = order[0], order[1]
+    found: dict[tuple[int, str, int], tuple[float, Any]] = {}
+    top = state.raw[first]
+    lead = [top - r for r in state.raw]
+    for field, alternatives in c.alternatives.items():
+        reach = c.reach[field]
+        if first not in c.may_exclude.get(field, ()):
+            # No value of this answer can overturn a lead larger than the most it can
+            # lower the winner plus the most it can raise a rival.
+            slack = list(map(operator.sub, lead, reach))
+            slack[first] = math.inf
+            if min(slack) > reach[first]:
+                continue
+        current = values[field]
+        base = list(map(operator.sub, state.raw, _solo_now(field, state, c)))
+        for value in alternatives:
+            if value == current and type(value) is type(current):
+                continue
+            winner = _winner_if(field, value, base, state, c)
+            values[field] = current
+            if winner == first:
+                continue
+            distance = _distance(current, value)
+            for target in (first, second) if winner == second else (first,):
+                key = (target, field, winner)
+                if key not in found or distance < found[key][0]:
+                    found[key] = (distance, value)
+    flips: list[dict[str, Any]] = []
+    labels = c.labels
+    for target in (first, second):
+        rows = sorted(
+            ((key, found[key]) for key in found if key[0] == target),
+            # Changing the interaction changes the problem itself: list it last.
+            key=lambda kv: (kv[0][1] == "interaction", _FIELD_ORDER[kv[0][1]], kv[1][0]),
+        )
+        for (_, field, winner), (_, value) in rows[:MAX_FLIPS_PER_METHOD]:
+            current = values[field]
+            change = f"If {field} were {_show(value)} (now {_show(current)}), "
+            if target == first:
+                text = (
+                    f"{change}{labels[METHODS[winner]]} would rank first instead of "
+                    f"{labels[METHODS[first]]}."
+                )
+            else:
+                text = f"{change}{labels[METHODS[winner]]} would overtake {labels[METHODS[first]]}."
+            flips.append(
+                {
+                    "for_method": METHODS[target],
+                    "field": field,
+                    "current": current,
+                    "value": value,
+                    "winner": METHODS[winner],
+                    "text": text,
+                }
+            )
+    return flips
+
+
+# --------------------------------------------------------------------------
+# The entry point.
+
+
+def recommend_json(usecase: UseCase, *, explain_changes: bool = True) -> dict[str, Any]:
+    """Rank all eleven methods for a use case: the ``advise --format json`` object.
+
+    Built directly as JSON-ready data (the form every caller stores or sends), so the
+    hot path pays for no model validation; :class:`Recommendation` describes its
+    shape, and the tests check that every answer validates against it.
+    ``explain_changes`` adds the single answers that would flip the top two.
+    """
+    c = COMPILED
+    state = _score(_with_derived(dict(usecase.__dict__)), c)
+    order = _order(state.raw, state.excluded_by)
+    warnings = [_fill(w, state.values) for w in c.warnings if w.pred(state.values)]
+    if all(state.excluded_by):
+        warnings.insert(
+            0,
+            "Every method is ruled out by a hard constraint: the answers contradict each other, "
+            "so the ranking ignores the exclusions.",
+        )
+    return {
+        "version": 1,
+        "kb_version": KB_VERSION,
+        "ranking": _method_results(state, order, c),
+        "warnings": warnings,
+        "what_would_change": _flips(state, order, c) if explain_changes else [],
+    }
+
+
+def recommend(usecase: UseCase, *, explain_changes: bool = True) -> Recommendation:
+    """The same recommendation as :func:`recommend_json`, as typed objects."""
+    return Recommendation.model_validate(recommend_json(usecase, explain_changes=explain_changes))

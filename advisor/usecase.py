@@ -53,9 +53,9 @@ class UseCase(BaseModel):
     version: Literal[1] = Field(1, description="Format version; always 1.")
     title: str = Field("", max_length=200, description="A name for the use case.")
     interaction: Interaction = Field(description="How the two sides interact.")
-    latency_ms: Annotated[
-        float | None, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
-    ] = Field(None, description="End-to-end budget (p95) for one message or request, in ms.")
+    latency_ms: Annotated[float | None, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] = (
+        Field(None, description="End-to-end budget (p95) for one message or request, in ms.")
+    )
     realtime: bool = Field(False, description="Receivers must get updates as they happen.")
     message_bytes: int = Field(1024, ge=1, description="Typical size of one message or body.")
     file_bytes: Annotated[int | None, Field(ge=1)] = Field(
@@ -150,9 +150,7 @@ def error_messages(exc: ValidationError) -> dict[str, str]:
         kind = err["type"]
         if kind == "extra_forbidden":
             errors[field] = (
-                "is not a field of the use-case document (known fields: "
-                + ", ".join(FIELDS)
-                + ")"
+                "is not a field of the use-case document (known fields: " + ", ".join(FIELDS) + ")"
             )
         elif kind == "missing":
             errors[field] = f"is required; accepted: {ACCEPTED.get(field, 'a value')}"

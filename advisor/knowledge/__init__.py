@@ -1,0 +1,266 @@
+"""The knowledge base: methods, rules and their sources, as data.
+
+The YAML files beside this module are the product's knowledge; this module
+only loads them and checks them strictly with pydantic, so a typo in a field
+name, a method id or a source id fails at start-up (and in the tests), never
+silently at scoring time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from advisor.usecase import FIELDS, INTERACTIONS
+
+KNOWLEDGE_DIR = Path(__file__).resolve().parent
+FILES = ("sources.yaml", "methods.yaml", "rules.yaml")
+
+METHODS: tuple[str, ...] = (
+    "http",
+    "rest",
+    "soap",
+    "graphql",
+    "rpc",
+    "websocket",
+    "message_queue",
+    "tcp",
+    "udp",
+    "file_transfer",
+    "ssh",
+)
+
+# Values the engine derives from the answers; conditions may read them too.
+# Each maps to the answers it is computed from.
+DERIVED: dict[str, tuple[str, ...]] = {
+    "wan": ("peers",),
+    "bandwidth_bps": ("rate_per_second", "message_bytes"),
+    "bandwidth_gbps": ("rate_per_second", "message_bytes"),
+    "file_min_ms_10g": ("file_bytes",),
+    "file_exceeds_budget": ("file_bytes", "latency_ms"),
+}
+CONDITION_KEYS = frozenset(FIELDS) | frozenset(DERIVED)
+OPERATORS = frozenset({"lt", "lte", "gt", "gte", "ne", "is_null"})
+
+Condition = dict[str, Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    title: str
+    url: str
+    checked: Any
+    says: str
+
+
+class Fact(_Strict):
+    text: str
+    source: str
+
+
+class Method(_Strict):
+    label: str
+    family: str
+    best_suited_for: str
+    implementations: list[str]
+    facts: dict[
+        Literal[
+            "delivery",
+            "push_pull",
+            "browser",
+            "firewall",
+            "latency_floor",
+            "message_size",
+            "ordering",
+            "decoupling",
+            "contract",
+            "operations",
+            "security",
+        ],
+        Fact,
+    ]
+
+
+class Effect(_Strict):
+    weight: float
+    text: str | None = None
+    source: str | None = None
+
+
+def _effects(value: dict[str, Any]) -> dict[str, Effect]:
+    return {
+        method: Effect(weight=spec) if isinstance(spec, int | float) else Effect(**spec)
+        for method, spec in value.items()
+    }
+
+
+def check_condition(cond: Any, where: str) -> None:
+    """Raise ValueError unless ``cond`` uses only known fields, operators and combinators."""
+    if not isinstance(cond, dict):
+        raise ValueError(f"{where}: a condition is a mapping, got {cond!r}")
+    for key, test in cond.items():
+        if key in ("any", "all"):
+            if not isinstance(test, list) or not test:
+                raise ValueError(f"{where}: '{key}' takes a non-empty list of conditions")
+            for sub in test:
+                check_condition(sub, where)
+        elif key == "not":
+            check_condition(test, where)
+        elif key not in CONDITION_KEYS:
+            raise ValueError(f"{where}: unknown field '{key}' in condition")
+        elif isinstance(test, dict):
+            unknown = set(test) - OPERATORS
+            if unknown:
+                raise ValueError(f"{where}: unknown operator(s) {sorted(unknown)} for '{key}'")
+
+
+class FitRow(_Strict):
+    text: str
+    source: str
+    effects: dict[str, Effect]
+
+    _coerce = field_validator("effects", mode="before")(_effects)
+
+
+class Rule(_Strict):
+    id: str
+    when: Condition
+    text: str
+    source: str
+    effects: dict[str, Effect]
+
+    _coerce = field_validator("effects", mode="before")(_effects)
+
+
+class Exclusion(_Strict):
+    id: str
+    when: Condition
+    methods: list[str]
+    text: str
+    source: str
+
+
+class ImplementationChoice(_Strict):
+    impl: str
+    when: Condition
+    text: str
+    source: str
+
+
+class Caveat(_Strict):
+    id: str
+    when: Condition
+    methods: list[str]
+    text: str
+    source: str
+
+
+class Warning_(_Strict):
+    id: str
+    when: Condition
+    text: str
+    source: str
+
+
+class KnowledgeBase(_Strict):
+    version: str
+    digest: str = ""
+    sources: dict[str, Source]
+    methods: dict[str, Method]
+    fit: dict[str, FitRow]
+    rules: list[Rule]
+    exclusions: list[Exclusion]
+    implementations: dict[str, list[ImplementationChoice]]
+    caveats: list[Caveat]
+    warnings: list[Warning_] = Field(default_factory=list)
+
+    @property
+    def full_version(self) -> str:
+        return f"{self.version}+{self.digest}"
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> KnowledgeBase:
+        problems: list[str] = []
+        if tuple(self.methods) != METHODS:
+            problems.append(f"methods must be exactly {METHODS} in that order")
+        if set(self.fit) != set(INTERACTIONS):
+            problems.append(f"fit must have one row per interaction {INTERACTIONS}")
+
+        def source(sid: str | None, where: str) -> None:
+            if sid is not None and sid not in self.sources:
+                problems.append(f"{where}: unknown source '{sid}'")
+
+        def methods(ids: list[str] | dict[str, Any], where: str) -> None:
+            for m in ids:
+                if m not in METHODS:
+                    problems.append(f"{where}: unknown method '{m}'")
+
+        for name, method in self.methods.items():
+            for fact_name, fact in method.facts.items():
+                source(fact.source, f"methods.{name}.facts.{fact_name}")
+        for interaction, row in self.fit.items():
+            where = f"fit.{interaction}"
+            source(row.source, where)
+            if set(row.effects) != set(METHODS):
+                problems.append(f"{where}: needs an effect for each of the eleven methods")
+            for m, eff in row.effects.items():
+                source(eff.source, f"{where}.{m}")
+        ids: set[str] = set()
+        for group in (self.rules, self.exclusions, self.caveats, self.warnings):
+            for item in group:
+                where = f"{type(item).__name__.rstrip('_').lower()} {item.id}"
+                if item.id in ids:
+                    problems.append(f"{where}: duplicate id")
+                ids.add(item.id)
+                source(item.source, where)
+                try:
+                    check_condition(item.when, where)
+                except ValueError as exc:
+                    problems.append(str(exc))
+                if isinstance(item, Rule):
+                    methods(item.effects, where)
+                    for m, eff in item.effects.items():
+                        source(eff.source, f"{where}.{m}")
+                if isinstance(item, Exclusion | Caveat):
+                    methods(item.methods, where)
+        for method_id, choices in self.implementations.items():
+            methods([method_id], f"implementations.{method_id}")
+            allowed = self.methods[method_id].implementations if method_id in self.methods else []
+            for choice in choices:
+                where = f"implementations.{method_id}.{choice.impl}"
+                if choice.impl not in allowed:
+                    problems.append(f"{where}: not an implementation of {method_id}: {allowed}")
+                source(choice.source, where)
+                try:
+                    check_condition(choice.when, where)
+                except ValueError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ValueError("knowledge base is inconsistent:\n  " + "\n  ".join(problems))
+        return self
+
+
+def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
+    """Read and validate the knowledge base; raises ValueError/ValidationError if it is wrong."""
+    texts = {name: (directory / name).read_text(encoding="utf-8") for name in FILES}
+    digest = hashlib.sha256("".join(texts[n] for n in FILES).encode()).hexdigest()[:10]
+    rules = yaml.safe_load(texts["rules.yaml"])
+    data = {
+        "version": rules.pop("version"),
+        "digest": digest,
+        "sources": yaml.safe_load(texts["sources.yaml"]),
+        "methods": yaml.safe_load(texts["methods.yaml"]),
+        **rules,
+    }
+    return KnowledgeBase.model_validate(data)
+
+
+KNOWLEDGE: KnowledgeBase = load()
+KB_VERSION: str = KNOWLEDGE.full_version

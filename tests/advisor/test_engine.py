@@ -1,0 +1,388 @@
+"""The recommendation engine: scenarios, hard constraints, warnings, properties."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from advisor.engine import KB_VERSION, METHODS, Recommendation, recommend, recommend_json
+from advisor.knowledge import KNOWLEDGE
+from advisor.usecase import FIELDS, parse_usecase
+from tests.advisor.strategies import documents
+
+SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+
+
+def scenario_files() -> list[Path]:
+    files = sorted(SCENARIOS.glob("*.json"))
+    assert files, f"no scenarios found in {SCENARIOS}"
+    return files
+
+
+def advise(**doc: Any) -> dict[str, Any]:
+    return recommend_json(parse_usecase(doc))
+
+
+def methods(result: dict[str, Any]) -> list[str]:
+    return [row["method"] for row in result["ranking"]]
+
+
+def row(result: dict[str, Any], method: str) -> dict[str, Any]:
+    return next(r for r in result["ranking"] if r["method"] == method)
+
+
+# -- the experts' scenarios --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
+def test_scenario_gets_the_experts_answer(path: Path) -> None:
+    scenario = json.loads(path.read_text())
+    expected = scenario["expected"]
+    result = advise(**scenario["usecase"])
+    ranked = methods(result)
+    assert ranked[0] in expected["top1"], (ranked[:3], result["ranking"][0]["reasons"])
+    if "implementation" in expected:
+        assert result["ranking"][0]["implementation"] == expected["implementation"]
+    for method in expected.get("never_top3", []):
+        assert method not in ranked[:3], (method, ranked[:3])
+    for method in expected.get("never_top1", []):
+        assert ranked[0] != method
+
+
+# More cases, with the reason an expert would give, beyond the shared examples.
+MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
+    (
+        "syslog-style telemetry where losses are fine (RFC 5426)",
+        {
+            "interaction": "streaming",
+            "delivery": "best_effort",
+            "loss_tolerant": True,
+            "message_bytes": 300,
+            "rate_per_second": 5000,
+            "encryption": False,
+        },
+        "udp",
+        None,
+    ),
+    (
+        "live scores pushed to browsers (RFC 6455)",
+        {
+            "interaction": "streaming",
+            "realtime": True,
+            "browser_clients": True,
+            "peers": "public",
+            "message_bytes": 400,
+            "rate_per_second": 100,
+        },
+        "websocket",
+        None,
+    ),
+    (
+        "a partner's existing FTP drop gets TLS (FTPS)",
+        {
+            "interaction": "file_transfer",
+            "file_bytes": 50_000_000,
+            "existing_interface": "file_drop",
+            "peers": "partner",
+        },
+        "file_transfer",
+        "ftps",
+    ),
+    (
+        "files through a path that only passes SSH: SFTP",
+        {"interaction": "file_transfer", "file_bytes": 10_000_000, "firewall": "ssh_only"},
+        "file_transfer",
+        "sftp",
+    ),
+    (
+        "two-way real time through HTTP-only proxies: WebSockets, not raw TCP",
+        {"interaction": "bidirectional", "firewall": "http_only", "realtime": True},
+        "websocket",
+        None,
+    ),
+    (
+        "a small team's background jobs: Redis Streams, not a new broker cluster",
+        {"interaction": "fire_and_forget", "small_team": True, "receiver_may_be_offline": True},
+        "message_queue",
+        "redis_streams",
+    ),
+    (
+        "click stream with many consumers and per-key order: Kafka",
+        {
+            "interaction": "streaming",
+            "consumers": 5,
+            "rate_per_second": 50000,
+            "ordering": "per_key",
+        },
+        "message_queue",
+        "kafka",
+    ),
+    (
+        "commands to hosts that accept no inbound connections: an agent pulling from a queue",
+        {"interaction": "remote_execution", "inbound_blocked": True},
+        "message_queue",
+        None,
+    ),
+    (
+        "plain internal CRUD for a small team: REST",
+        {"interaction": "request_response", "small_team": True, "latency_ms": 300},
+        "rest",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "doc", "top", "implementation"), MORE_CASES, ids=[c[0] for c in MORE_CASES]
+)
+def test_more_expert_cases(
+    why: str, doc: dict[str, Any], top: str, implementation: str | None
+) -> None:
+    result = advise(**doc)
+    assert methods(result)[0] == top, (why, methods(result)[:3])
+    if implementation:
+        assert result["ranking"][0]["implementation"] == implementation
+
+
+# -- hard constraints ---------------------------------------------------------------
+
+
+def assert_ruled_out(result: dict[str, Any], method: str, needle: str) -> None:
+    r = row(result, method)
+    assert r["excluded"] and r["score"] == 0.0
+    assert any(needle in text for text in r["exclusions"]), r["exclusions"]
+    allowed = [x for x in result["ranking"] if not x["excluded"]]
+    assert methods(result).index(method) >= len(allowed), "ruled out ranks below the rest"
+
+
+@pytest.mark.parametrize("method", ["tcp", "udp", "ssh", "file_transfer"])
+def test_browsers_cannot_speak_raw_sockets_ssh_or_ftp(method: str) -> None:
+    # Even when everything else favours the method, a browser cannot use it.
+    doc = {
+        "interaction": "bidirectional",
+        "browser_clients": True,
+        "existing_interface": "custom_tcp",
+        "latency_ms": 1,
+    }
+    assert_ruled_out(advise(**doc), method, "Browsers cannot")
+
+
+def test_browsers_get_json_rpc_not_native_grpc() -> None:
+    result = advise(interaction="request_response", browser_clients=True, strict_contract=True)
+    assert row(result, "rpc")["implementation"] == "json_rpc"
+    assert any("gRPC" in c for c in row(result, "rpc")["caveats"])
+
+
+@pytest.mark.parametrize("method", ["tcp", "udp", "ssh", "file_transfer"])
+def test_http_only_firewall_leaves_only_http_methods(method: str) -> None:
+    result = advise(
+        interaction="streaming",
+        firewall="http_only",
+        loss_tolerant=True,
+        existing_interface="custom_tcp",
+    )
+    assert_ruled_out(result, method, "Only HTTP(S)")
+    assert methods(result)[0] in {
+        "http",
+        "rest",
+        "soap",
+        "graphql",
+        "rpc",
+        "websocket",
+        "message_queue",
+    }
+
+
+def test_inbound_blocked_rules_out_webhook_push() -> None:
+    result = advise(interaction="fire_and_forget", inbound_blocked=True, peers="public")
+    assert_ruled_out(result, "http", "webhooks")
+    assert methods(result)[0] == "message_queue"
+
+
+def test_exactly_once_over_bare_udp_is_impossible() -> None:
+    result = advise(interaction="streaming", delivery="exactly_once", loss_tolerant=True)
+    assert_ruled_out(result, "udp", "Exactly-once")
+
+
+def test_udp_cannot_carry_messages_over_65507_bytes() -> None:
+    assert not row(advise(interaction="streaming", message_bytes=65507), "udp")["excluded"]
+    assert_ruled_out(advise(interaction="streaming", message_bytes=65508), "udp", "65,507")
+
+
+def test_plain_ftp_only_when_encryption_is_not_required_inside() -> None:
+    assert row(advise(interaction="file_transfer"), "file_transfer")["implementation"] == "sftp"
+    inside = advise(interaction="file_transfer", encryption=False)
+    assert row(inside, "file_transfer")["implementation"] == "ftp"
+    partner = advise(interaction="file_transfer", encryption=False, peers="partner")
+    assert row(partner, "file_transfer")["implementation"] == "sftp"
+
+
+def test_heavy_exclusion_still_ranks_all_eleven() -> None:
+    result = advise(
+        interaction="streaming",
+        browser_clients=True,
+        firewall="http_only",
+        delivery="exactly_once",
+        message_bytes=100_000,
+        inbound_blocked=True,
+    )
+    assert sorted(methods(result)) == sorted(METHODS)
+    assert {r["method"] for r in result["ranking"] if r["excluded"]} == {
+        "tcp",
+        "udp",
+        "ssh",
+        "file_transfer",
+        "http",
+    }
+
+
+# -- warnings -----------------------------------------------------------------------
+
+
+def test_one_millisecond_across_a_wan_warns() -> None:
+    result = advise(interaction="request_response", latency_ms=1, peers="partner")
+    assert any("200 km" in w for w in result["warnings"])
+    inside = advise(interaction="request_response", latency_ms=1, peers="internal")
+    assert not any("200 km" in w for w in inside["warnings"])
+
+
+def test_fifty_megabyte_messages_on_a_broker_warn_claim_check() -> None:
+    result = advise(
+        interaction="fire_and_forget", message_bytes=50_000_000, receiver_may_be_offline=True
+    )
+    assert any("claim-check" in w for w in result["warnings"])
+    assert any("claim-check" in c for c in row(result, "message_queue")["caveats"])
+    small = advise(interaction="fire_and_forget", message_bytes=5_000)
+    assert not any("claim-check" in w for w in small["warnings"])
+
+
+def test_realtime_with_a_one_hour_budget_is_a_contradiction() -> None:
+    result = advise(interaction="streaming", realtime=True, latency_ms=3_600_000)
+    assert any("contradicts itself" in w for w in result["warnings"])
+    assert not advise(interaction="streaming", realtime=True, latency_ms=100)["warnings"]
+
+
+def test_a_file_that_cannot_move_within_the_budget_warns_with_the_physics() -> None:
+    result = advise(interaction="file_transfer", file_bytes=2_000_000_000, latency_ms=100)
+    warning = next(w for w in result["warnings"] if "cannot move" in w)
+    assert "1,600 ms" in warning  # 2 GB * 8 / 10 Gbit/s
+
+
+# -- reasons, implementations and the contract's shape -----------------------------
+
+
+def test_reasons_name_the_answer_and_the_source() -> None:
+    result = advise(interaction="bidirectional", realtime=True, browser_clients=True)
+    top = result["ranking"][0]
+    assert top["method"] == "websocket"
+    assert any(
+        r.startswith("interaction = bidirectional") and "RFC 6455" in r for r in top["reasons"]
+    )
+    assert any(r.startswith("realtime = true") for r in top["reasons"])
+    for factor in top["factors"]:
+        assert factor["source"] in KNOWLEDGE.sources
+        assert factor["source_url"] == KNOWLEDGE.sources[factor["source"]].url
+        for field in factor["fields"]:
+            assert f"{field} = " in factor["answer"]
+
+
+def test_score_follows_the_sum_of_the_factors() -> None:
+    result = advise(interaction="publish_subscribe", consumers=4, peers="partner")
+    for r in result["ranking"]:
+        assert r["raw_score"] == pytest.approx(sum(f["weight"] for f in r["factors"]))
+
+
+@given(documents)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_every_valid_document_gets_a_full_explained_ranking(doc: dict[str, Any]) -> None:
+    usecase = parse_usecase(doc)
+    result = recommend_json(usecase)
+    Recommendation.model_validate(result)  # the JSON matches the documented schema
+    ranked = methods(result)
+    assert sorted(ranked) == sorted(METHODS)
+    assert result["version"] == 1 and result["kb_version"] == KB_VERSION
+    json.dumps(result)  # JSON-ready as it is
+    for position, r in enumerate(result["ranking"]):
+        assert 0.0 <= r["score"] <= 1.0
+        if position < 3:
+            assert r["reasons"], r["method"]
+        for reason in r["reasons"]:
+            assert any(reason.startswith(f"{field} = ") for field in FIELDS), reason
+        if r["implementation"] is not None:
+            assert r["implementation"] in KNOWLEDGE.methods[r["method"]].implementations
+    excluded = [r["excluded"] for r in result["ranking"]]
+    assert excluded == sorted(excluded), "ruled-out methods come last"
+    allowed = [r["score"] for r in result["ranking"] if not r["excluded"]]
+    assert allowed == sorted(allowed, reverse=True)
+
+
+@given(documents)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_what_would_change_is_true(doc: dict[str, Any]) -> None:
+    """Every flip the report claims really happens when that one answer changes."""
+    result = recommend_json(parse_usecase(doc))
+    first, second = methods(result)[:2]
+    for flip in result["what_would_change"]:
+        assert flip["for_method"] in (first, second)
+        assert (
+            doc.get(flip["field"], parse_usecase(doc).model_dump()[flip["field"]])
+            == flip["current"]
+        )
+        changed = recommend_json(
+            parse_usecase({**doc, flip["field"]: flip["value"]}), explain_changes=False
+        )
+        assert methods(changed)[0] == flip["winner"] != first
+        if flip["for_method"] == second:
+            assert flip["winner"] == second
+
+
+def test_what_would_change_names_the_runner_up_flip() -> None:
+    result = advise(
+        interaction="request_response",
+        latency_ms=500,
+        message_bytes=4000,
+        rate_per_second=200,
+        peers="partner",
+    )
+    texts = [f["text"] for f in result["what_would_change"]]
+    assert any("latency_ms were 10" in t and "RPC would rank first" in t for t in texts), texts
+
+
+# -- monotonicity -------------------------------------------------------------------
+
+
+@given(documents)
+@settings(max_examples=300, deadline=None)
+def test_accepting_loss_never_lowers_udp(doc: dict[str, Any]) -> None:
+    strict = row(
+        recommend_json(parse_usecase({**doc, "loss_tolerant": False}), explain_changes=False), "udp"
+    )
+    lenient = row(
+        recommend_json(parse_usecase({**doc, "loss_tolerant": True}), explain_changes=False), "udp"
+    )
+    assert lenient["score"] >= strict["score"]
+    assert lenient["raw_score"] >= strict["raw_score"]
+
+
+@given(documents)
+@settings(max_examples=300, deadline=None)
+def test_browser_clients_never_raise_raw_tcp(doc: dict[str, Any]) -> None:
+    without = row(
+        recommend_json(parse_usecase({**doc, "browser_clients": False}), explain_changes=False),
+        "tcp",
+    )
+    with_browsers = row(
+        recommend_json(parse_usecase({**doc, "browser_clients": True}), explain_changes=False),
+        "tcp",
+    )
+    assert with_browsers["score"] <= without["score"]
+    assert with_browsers["excluded"]
+
+
+def test_typed_and_json_forms_agree() -> None:
+    usecase = parse_usecase({"interaction": "streaming", "consumers": 3})
+    assert recommend(usecase).contract_json() == recommend_json(usecase)

@@ -1,0 +1,188 @@
+"""The use-case document v1: strict validation with messages that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+
+from advisor.usecase import (
+    ACCEPTED,
+    FIELDS,
+    UseCase,
+    UseCaseError,
+    load_usecase_text,
+    parse_usecase,
+)
+from tests.advisor.strategies import documents
+
+
+def errors_for(doc: Any) -> dict[str, str]:
+    with pytest.raises(UseCaseError) as caught:
+        parse_usecase(doc)
+    return caught.value.errors
+
+
+def test_only_interaction_is_required_and_defaults_match_the_contract() -> None:
+    usecase = parse_usecase({"interaction": "streaming"})
+    assert usecase.model_dump() == {
+        "version": 1,
+        "title": "",
+        "interaction": "streaming",
+        "latency_ms": None,
+        "realtime": False,
+        "message_bytes": 1024,
+        "file_bytes": None,
+        "rate_per_second": 1,
+        "delivery": "at_least_once",
+        "loss_tolerant": False,
+        "ordering": "none",
+        "receiver_may_be_offline": False,
+        "consumers": 1,
+        "peers": "internal",
+        "browser_clients": False,
+        "firewall": "open",
+        "inbound_blocked": False,
+        "flexible_queries": False,
+        "strict_contract": False,
+        "existing_interface": "none",
+        "constrained_devices": False,
+        "encryption": True,
+        "small_team": False,
+        "notes": "",
+    }
+
+
+def test_missing_interaction_names_the_field_and_the_choices() -> None:
+    errors = errors_for({})
+    assert list(errors) == ["interaction"]
+    assert "required" in errors["interaction"]
+    assert "request_response" in errors["interaction"]
+
+
+def test_unknown_field_is_an_error_not_ignored() -> None:
+    errors = errors_for({"interaction": "streaming", "latency": 5})
+    assert "latency" in errors
+    assert "not a field" in errors["latency"]
+    assert "latency_ms" in errors["latency"]  # points at the right spelling
+
+
+# One invalid value per field: each must be rejected, naming that field and what it accepts.
+INVALID: list[tuple[str, Any]] = [
+    ("version", 2),
+    ("version", "1"),
+    ("title", "x" * 201),
+    ("title", 5),
+    ("interaction", "rpc"),
+    ("latency_ms", 0),
+    ("latency_ms", -1),
+    ("latency_ms", 86_400_001),
+    ("latency_ms", "100"),
+    ("latency_ms", float("inf")),
+    ("latency_ms", float("nan")),
+    ("latency_ms", True),
+    ("realtime", "yes"),
+    ("realtime", 1),
+    ("message_bytes", 0),
+    ("message_bytes", 1.5),
+    ("message_bytes", "1024"),
+    ("message_bytes", None),
+    ("file_bytes", 0),
+    ("file_bytes", "big"),
+    ("rate_per_second", -0.1),
+    ("rate_per_second", float("inf")),
+    ("rate_per_second", None),
+    ("delivery", "at_most_once"),
+    ("loss_tolerant", "false"),
+    ("ordering", "fifo"),
+    ("receiver_may_be_offline", 0),
+    ("consumers", 0),
+    ("consumers", 2.5),
+    ("consumers", False),
+    ("peers", "external"),
+    ("browser_clients", None),
+    ("firewall", "closed"),
+    ("inbound_blocked", "no"),
+    ("flexible_queries", []),
+    ("strict_contract", {}),
+    ("existing_interface", "kafka"),
+    ("constrained_devices", "true"),
+    ("encryption", None),
+    ("small_team", 1.0),
+    ("notes", "x" * 5001),
+    ("notes", None),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), INVALID)
+def test_every_field_rejects_bad_values_with_a_clear_message(field: str, value: Any) -> None:
+    doc = {"interaction": "request_response", field: value}
+    errors = errors_for(doc)
+    assert list(errors) == [field]
+    assert ACCEPTED[field] in errors[field]
+
+
+def test_every_field_has_an_invalid_case() -> None:
+    assert {field for field, _ in INVALID} == set(FIELDS)
+
+
+def test_all_errors_reported_at_once() -> None:
+    errors = errors_for({"interaction": "x", "consumers": 0, "peers": "moon", "extra": 1})
+    assert set(errors) == {"interaction", "consumers", "peers", "extra"}
+
+
+@pytest.mark.parametrize("doc", [[], "streaming", 5, None])
+def test_document_must_be_an_object(doc: Any) -> None:
+    assert "(document)" in errors_for(doc)
+
+
+def test_boundaries_are_accepted() -> None:
+    usecase = parse_usecase(
+        {
+            "interaction": "file_transfer",
+            "latency_ms": 86_400_000,
+            "message_bytes": 1,
+            "file_bytes": 1,
+            "rate_per_second": 0,
+            "consumers": 1,
+            "title": "t" * 200,
+            "notes": "n" * 5000,
+        }
+    )
+    assert usecase.latency_ms == 86_400_000
+    assert parse_usecase({"interaction": "streaming", "latency_ms": 0.001}).latency_ms == 0.001
+
+
+def test_yaml_and_json_give_the_same_document() -> None:
+    from_yaml = load_usecase_text("interaction: streaming\nlatency_ms: 20\nloss_tolerant: true\n")
+    from_json = load_usecase_text(
+        '{"interaction": "streaming", "latency_ms": 20, "loss_tolerant": true}'
+    )
+    assert from_yaml == from_json
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "empty"),
+        ("{not json", "not valid JSON"),
+        ("interaction: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "must be an object"),
+    ],
+)
+def test_unparseable_text_is_a_document_error(text: str, needle: str) -> None:
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text(text)
+    assert needle in caught.value.errors["(document)"]
+
+
+def test_yaml_booleans_in_quotes_stay_strings_and_are_rejected() -> None:
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text("interaction: streaming\nrealtime: 'true'\n")
+    assert "realtime" in caught.value.errors
+
+
+@given(documents)
+def test_generated_documents_are_valid(doc: dict[str, Any]) -> None:
+    assert isinstance(parse_usecase(doc), UseCase)
