@@ -15,16 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from tests.conftest import in_ci
-
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM
-# calls from a thread with a running loop unless told the caller knows better.
-# The ORM calls here are the test's own, made between browser steps.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM = Path(os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -43,19 +37,27 @@ expect.set_options(timeout=TIMEOUT_MS)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open, an asyncio loop
+# counts as running in this thread, which would break every later test in the run
+# that calls asyncio.run(). Ending it with the module keeps that inside this folder.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
         if in_ci():
             pytest.fail(f"{message}; CI=true: a missing browser is a failure")
         pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with pytest.MonkeyPatch.context() as patch:
+        # Django refuses ORM calls from a thread with a running loop unless told the
+        # caller knows better; the ORM calls here are the tests' own (and the test
+        # database's flush), made between browser steps, never inside the loop.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                yield launched
+            finally:
+                launched.close()
 
 
 NewContext = Callable[..., BrowserContext]
