@@ -35,6 +35,7 @@ from probes.registry import REGISTRY, ProbeFn, probe_function
 logger = logging.getLogger(__name__)
 
 SampleCallback = Callable[[int, Sample], None]
+TargetCallback = Callable[[Target], None]
 
 # How many targets run_many probes at once: enough for the 200-target bench,
 # few enough to stay far below the default limit of 1024 file descriptors.
@@ -80,7 +81,9 @@ async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline
         async with asyncio.timeout(remaining):
             sample = await fn(target, config, deadline)
     except TimeoutError:
-        sample = Sample(ok=False, error=describe_error(TimeoutError(), round(remaining, 3)))
+        # Name the configured timeout unless the probe's budget cut it shorter.
+        limit = config.timeout_s if remaining > config.timeout_s - 0.01 else round(remaining, 3)
+        sample = Sample(ok=False, error=describe_error(TimeoutError(), limit))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -157,13 +160,17 @@ def unresolved_result(url: str, reason: str) -> ProbeResult:
 
 
 async def run_probe(
-    url: str, config: ProbeConfig, on_sample: SampleCallback | None = None
+    url: str,
+    config: ProbeConfig,
+    on_sample: SampleCallback | None = None,
+    on_target: TargetCallback | None = None,
 ) -> ProbeResult:
     """Probe ``url`` ``config.count`` times and summarise.
 
     Raises GuardError when the URL is invalid or the target is not allowed
     (nothing is sent then). Every other failure is reported in the result.
-    ``on_sample(index, sample)`` is called as each sample completes.
+    ``on_target(target)`` is called once the target is resolved and allowed,
+    ``on_sample(index, sample)`` as each sample completes.
     """
     started = time.monotonic()
     end = started + probe_budget_s(config)
@@ -172,6 +179,8 @@ async def run_probe(
     except ResolveError as exc:
         return unresolved_result(url, str(exc))
     fn = probe_function(target.scheme)
+    if on_target is not None:
+        on_target(target)
     logger.debug("probing %s at %s", target.url, target.address)
     interval_s = config.interval_ms / 1000.0
     samples: list[Sample] = []
@@ -191,10 +200,13 @@ async def run_probe(
 
 
 def run_probe_sync(
-    url: str, config: ProbeConfig, on_sample: SampleCallback | None = None
+    url: str,
+    config: ProbeConfig,
+    on_sample: SampleCallback | None = None,
+    on_target: TargetCallback | None = None,
 ) -> ProbeResult:
     """:func:`run_probe` in a fresh event loop, for the command line and Celery."""
-    return asyncio.run(run_probe(url, config, on_sample))
+    return asyncio.run(run_probe(url, config, on_sample, on_target))
 
 
 def refused_result(url: str, reason: str) -> ProbeResult:
