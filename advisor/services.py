@@ -37,15 +37,16 @@ def share_link_create(*, decision: Decision) -> tuple[ShareLink, str]:
 
 def decision_create(*, usecase: UseCase, owner: User | None) -> tuple[Decision, str]:
     """Run the engine, freeze its answer with a share link; return (decision, raw token)."""
-    recommendation = engine.recommend(usecase)
-    result = recommendation.contract_json()
+    # The JSON form directly: it is what gets stored, and it skips re-validating the
+    # engine's own output (engine tests check it matches Recommendation).
+    result = engine.recommend_json(usecase)
     with transaction.atomic():
         decision = Decision.objects.create(
             owner=owner,
             title=usecase.title,
             usecase=usecase.model_dump(mode="json"),
             result=result,
-            kb_version=recommendation.kb_version,
+            kb_version=str(result.get("kb_version") or engine.KB_VERSION),
         )
         _, token = share_link_create(decision=decision)
     return decision, token

@@ -26,6 +26,7 @@ from django_htmx.middleware import HtmxDetails
 
 from advisor import engine, plots, selectors, services
 from advisor.forms import GROUPS, QUESTIONS, UseCaseForm, usecase_initial
+from advisor.knowledge import KNOWLEDGE
 from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
 
@@ -152,6 +153,7 @@ def _questionnaire(
     context = {
         "form": form,
         "groups": groups,
+        "methods": KNOWLEDGE.methods.items(),
         "examples": selectors.example_list(),
         "example": example,
         "preview": preview,
@@ -166,14 +168,24 @@ def _preview_context(form: UseCaseForm) -> dict[str, Any]:
         bound = UseCaseForm(_initial_as_data(form.initial))
         return _preview_context(bound)
     if form.is_valid() and form.usecase is not None:
-        recommendation = engine.recommend(form.usecase)
-        top = [item.model_dump(mode="json") for item in recommendation.ranking[:3]]
-        return {"top": top, "warnings": recommendation.warnings, "errors": {}}
+        # The preview runs on every keystroke (debounced): skip the "what would change"
+        # search, which only the full page shows.
+        result = engine.recommend_json(form.usecase, explain_changes=False)
+        top = [
+            {**item, "best_suited_for": _best_suited_for(item["method"])}
+            for item in result["ranking"][:3]
+        ]
+        return {"top": top, "warnings": result["warnings"], "errors": {}}
     errors = {
         _label(form, name): " ".join(str(m) for m in messages)
         for name, messages in form.errors.items()
     }
     return {"top": [], "warnings": [], "errors": errors}
+
+
+def _best_suited_for(method: str) -> str:
+    known = KNOWLEDGE.methods.get(method)
+    return known.best_suited_for if known else ""
 
 
 def _label(form: UseCaseForm, name: str) -> str:

@@ -286,3 +286,23 @@ def test_too_long_title_is_a_field_error(client: Client) -> None:
 
 def test_put_to_the_questionnaire_is_405(client: Client) -> None:
     assert client.put("/").status_code == 405
+
+
+def test_questionnaire_lists_the_eleven_methods_from_the_knowledge_base(client: Client) -> None:
+    from advisor.knowledge import KNOWLEDGE
+
+    html = unescape(client.get("/").content.decode())
+    assert len(KNOWLEDGE.methods) == 11
+    for method_id, method in KNOWLEDGE.methods.items():
+        assert f'{method.label} <code class="muted">{method_id}</code>' in html
+        assert method.best_suited_for in html
+
+
+def test_preview_says_what_each_of_the_top_three_is_best_suited_for(client: Client) -> None:
+    from advisor.knowledge import KNOWLEDGE
+
+    html = unescape(
+        client.post("/preview", form_data(), headers={"HX-Request": "true"}).content.decode()
+    )
+    for method in top_methods(html):
+        assert f"Best suited for {KNOWLEDGE.methods[method].best_suited_for}." in html
