@@ -195,6 +195,17 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     },
     summary="Recommend a method for a use case",
     openapi_extra={
+        "responses": {
+            "201": {
+                "headers": {
+                    "Location": {
+                        "description": "This API's URL of the new recommendation "
+                        "(GET /api/recommendations/{token}).",
+                        "schema": {"type": "string", "format": "uri"},
+                    }
+                }
+            }
+        },
         "requestBody": {
             "required": True,
             "description": "A use-case document. Only `interaction` is required; "
@@ -205,11 +216,11 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
                     "example": EXAMPLE_DOCUMENT,
                 }
             },
-        }
+        },
     },
     tags=["recommendations"],
 )
-def recommendation_create(request: HttpRequest) -> Status[dict[str, Any]]:
+def recommendation_create(request: HttpRequest, response: HttpResponse) -> Status[dict[str, Any]]:
     """Rank all eleven methods for the use case, store the result and share it.
 
     201: the `advise --format json` object plus `id` and `share_url` (opens read-only
@@ -224,6 +235,8 @@ def recommendation_create(request: HttpRequest) -> Status[dict[str, Any]]:
         return Status(422, _invalid(exc.errors))
     owner = _owner(request)
     decision, token = services.decision_create(usecase=usecase, owner=owner)
+    # ninja hands in the response it will send, so the created resource can be named.
+    response["Location"] = request.build_absolute_uri(f"{request.path}/{token}")
     return Status(201, _out(request, decision, token))
 
 

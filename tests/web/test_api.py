@@ -207,7 +207,10 @@ def _create(client: Client) -> tuple[dict[str, Any], str]:
     response = post_json(client, DOCUMENT)
     assert response.status_code == 201
     body = response.json()
-    return body, body["share_url"].rsplit("/", 1)[1]
+    token = body["share_url"].rsplit("/", 1)[1]
+    # The 201 names the created resource: this API's own GET for it.
+    assert response["Location"] == f"http://testserver{URL}/{token}"
+    return body, token
 
 
 def test_get_by_share_token_returns_the_same_json() -> None:
@@ -217,6 +220,7 @@ def test_get_by_share_token_returns_the_same_json() -> None:
 
     assert response.status_code == 200
     assert response.json() == created
+    assert response.json()["share_url"].endswith(f"/s/{token}")
     assert response["Referrer-Policy"] == "no-referrer"
     assert "noindex" in response["X-Robots-Tag"]
 
@@ -267,6 +271,7 @@ def test_openapi_spec_is_valid_and_documents_the_endpoint() -> None:
 
     post = spec["paths"][URL]["post"]
     assert set(post["responses"]) >= {"201", "400", "422"}
+    assert "Location" in post["responses"]["201"]["headers"]
     schema_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     usecase = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
     assert set(usecase["properties"]) == set(FIELDS)
