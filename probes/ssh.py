@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import struct
 import time
 from collections.abc import Sequence
@@ -60,6 +61,12 @@ TAP_LIMIT = 64 * 1024
 # OpenSSH's strict-kex); they never match the other side's list by design.
 PSEUDO_KEX = ("ext-info-", "kex-strict-")
 DIAGNOSIS_MARGIN_S = 0.01
+
+# asyncssh logs every connection at INFO; with the project's root logger at
+# INFO a 200-target run would bury the command's output. An explicit level
+# for the "asyncssh" logger in LOGGING still wins.
+if logging.getLogger("asyncssh").level == logging.NOTSET:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 # -- the wire tap ---------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +151,24 @@ def test_through_the_runner_with_throughput_and_no_password_in_output(
     failed = run_probe_sync(wrong, ProbeConfig(count=1))
     assert not failed.ok and failed.error == "authentication failed"
     assert "Wr0ng-Pa55" not in failed.model_dump_json()
+
+
+def test_the_probe_command_never_echoes_the_password(server: SSHServerInfo) -> None:
+    env = dict(os.environ, PROBE_ALLOWED_NETWORKS="127.0.0.0/8")
+    for password, exit_code in ((SSH_PASSWORD, 0), ("Wr0ng-Pa55", 1)):
+        url = f"sftp://{SSH_USER}:{password}@127.0.0.1:{server.port}/pub"
+        completed = subprocess.run(
+            [sys.executable, "manage.py", "probe", url, "--count", "1", "--throughput"],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert completed.returncode == exit_code, completed.stderr
+        assert password not in completed.stdout + completed.stderr
+        assert "sftp://prober:****@" in completed.stdout
+    assert "authentication failed" in completed.stderr
 
 
 def test_no_descriptors_leak_over_many_samples(allow_loopback: str, server: SSHServerInfo) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,8 @@ from tests.probes.servers_ssh import (
     silent_listener,
     ssh_server,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def probe_now(target: Target, config: ProbeConfig | None = None, timeout: float = 5.0) -> Sample:
@@ -153,6 +158,26 @@ def test_through_the_runner_every_sample_is_a_new_connection(
     assert result.details["host_key_fingerprint"] == server.host_key.get_fingerprint("sha256")
     assert result.phases_ms["connect"] is not None and result.phases_ms["tls"] is None
     wait_until(lambda: server.counters.connections == before + 3, what="three connections")
+
+
+def test_the_probe_command_prints_the_json_object(server: SSHServerInfo) -> None:
+    env = dict(os.environ, PROBE_ALLOWED_NETWORKS="127.0.0.0/8")
+    url = f"ssh://127.0.0.1:{server.port}"
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "probe", url, "--count", "2", "--format", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert (result["kind"], result["succeeded"]) == ("ssh", 2)
+    assert result["details"]["host_key_fingerprint"] == server.host_key.get_fingerprint()
+    assert result["phases_ms"]["tls"] is None and result["phases_ms"]["connect"] is not None
+    # asyncssh's per-connection INFO lines are kept out of the command's output.
+    assert "Connected to SSH server" not in completed.stderr
 
 
 def test_no_descriptors_leak_over_many_samples(allow_loopback: str, server: SSHServerInfo) -> None:
