@@ -8,7 +8,7 @@ real sockets, with real TLS (certificates from ``trustme`` or generated with
 
 Run it directly to serve the HTTP endpoints in the foreground (the benches do)::
 
-    python -m tests.probes.servers_http --host 127.0.0.1 --port 0
+    python -m tests.probes.servers_http --host 127.0.0.1 --port 0 [--certfile C --keyfile K]
 
 It prints ``listening <host> <port>`` once it accepts connections.
 """
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import ssl
 import tempfile
 import threading
@@ -469,8 +470,8 @@ def target_for(url: str, address: str = "127.0.0.1") -> Target:
 # --- Command line (for the benches) -----------------------------------------------------
 
 
-async def _serve_forever(host: str, port: int) -> None:
-    server, state = await start_http(host=host, port=port)
+async def _serve_forever(host: str, port: int, context: ssl.SSLContext | None) -> None:
+    server, state = await start_http(context, host=host, port=port)
     print(f"listening {host} {state.port}", flush=True)
     async with server:
         await server.serve_forever()
@@ -480,9 +481,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--certfile", help="PEM certificate chain: serve HTTPS")
+    parser.add_argument("--keyfile", help="PEM private key for --certfile")
     args = parser.parse_args()
+    context = None
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        if os.environ.get("SERVERS_HTTP_TLS_TICKETS"):
+            context.num_tickets = int(os.environ["SERVERS_HTTP_TLS_TICKETS"])
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(args.host, args.port))
+        asyncio.run(_serve_forever(args.host, args.port, context))
 
 
 if __name__ == "__main__":
