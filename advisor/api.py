@@ -196,7 +196,7 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     summary="Recommend a method for a use case",
     openapi_extra={
         "responses": {
-            "201": {
+            201: {  # ninja keys its responses by int; a "201" key would be a second entry
                 "headers": {
                     "Location": {
                         "description": "This API's URL of the new recommendation "
