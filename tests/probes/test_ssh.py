@@ -26,6 +26,7 @@ from tests.probes.servers_ssh import (
     fd_count,
     ftp_server,
     host_key,
+    http_listener,
     make_target,
     silent_listener,
     ssh_server,
@@ -121,6 +122,28 @@ def test_kexinit_parsing_and_the_rfc_negotiation_rule() -> None:
         ssh.parse_kexinit(_kexinit("a,b", "k1"))  # eight lists missing
     with pytest.raises(ValueError):
         ssh.parse_kexinit(b"\x15" + bytes(40))  # not message 20
+
+
+def test_the_tap_reads_a_session_start_split_into_single_bytes() -> None:
+    payload = _kexinit("curve25519-sha256,ext-info-s", "ssh-ed25519", *["x"] * 8)
+    padding = 4
+    packet = struct.pack(">IB", len(payload) + padding + 1, padding) + payload + bytes(padding)
+    wire = b"a pre-banner line\r\nSSH-2.0-Test_1.0\r\n" + packet + b"encrypted stuff"
+    side = ssh._Direction()
+    for index in range(len(wire)):
+        side.feed(wire[index : index + 1])
+    assert side.first_line == "a pre-banner line"
+    assert side.ident == "SSH-2.0-Test_1.0"
+    assert side.kexinit is not None and side.kexinit.kex == ["curve25519-sha256", "ext-info-s"]
+    assert side.done and not side.buffer
+
+
+def test_an_http_server_is_not_mistaken_for_ssh() -> None:
+    with (
+        http_listener() as port,
+        pytest.raises(ProbeError, match=r"no SSH identification.*'HTTP/1\.1 400 Bad Request'"),
+    ):
+        probe_now(make_target("ssh", port))
 
 
 def test_an_ftp_server_is_not_mistaken_for_ssh(tmp_path: Path) -> None:
