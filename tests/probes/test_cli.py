@@ -1,0 +1,146 @@
+"""``manage.py probe`` as a user runs it: exit codes, JSON shape, text, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probes.base import PHASES
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONTRACT_KEYS = {
+    "kind", "target", "address", "ok", "samples", "succeeded", "loss", "latency_ms",
+    "jitter_ms", "phases_ms", "throughput_bps", "details", "error",
+}  # fmt: skip
+LATENCY_KEYS = {"min", "p50", "p95", "p99", "max", "mean", "stdev"}
+
+
+def probe(*args: str, allowed: str | None = LOOPBACK_NETWORKS) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PROBE_ALLOWED_NETWORKS"] = allowed or ""
+    return subprocess.run(
+        [sys.executable, "manage.py", "probe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_answered_is_exit_0_with_the_contract_json(tcp_listener: TCPListener) -> None:
+    proc = probe(
+        f"tcp://127.0.0.1:{tcp_listener.port}", "--count", "3", "--interval", "10",
+        "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) == CONTRACT_KEYS
+    assert set(result["latency_ms"]) == LATENCY_KEYS
+    assert list(result["phases_ms"]) == list(PHASES)
+    assert result["kind"] == "tcp" and result["address"] == "127.0.0.1"
+    assert (result["ok"], result["samples"], result["succeeded"], result["loss"]) == (
+        True, 3, 3, 0.0,
+    )  # fmt: skip
+    assert result["error"] is None and result["throughput_bps"] is None
+    assert isinstance(result["jitter_ms"], float)
+    assert result["phases_ms"]["connect"] == result["latency_ms"]["p50"]
+    assert proc.stderr == ""
+
+
+def test_text_output_reads_like_ping(tcp_listener: TCPListener) -> None:
+    proc = probe(f"tcp://localhost:{tcp_listener.port}", "--count", "2", "--interval", "10")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"PROBE tcp://localhost:{tcp_listener.port} (127.0.0.1 port")
+    assert "resolved in" in lines[0]
+    assert lines[1].startswith("seq=1 ok time=") and lines[2].startswith("seq=2 ok time=")
+    assert "2 samples, 2 answered, 0.0% loss" in proc.stdout
+    assert "latency min/p50/p95/p99/max/mean/stdev = " in proc.stdout
+    assert "phases (median ms): dns " in proc.stdout
+    assert "result: answered" in proc.stdout
+
+
+def test_not_answered_is_exit_1_with_the_reason(closed_tcp_port: int) -> None:
+    proc = probe(f"tcp://127.0.0.1:{closed_tcp_port}", "--count", "2", "--interval", "10")
+    assert proc.returncode == 1
+    assert "seq=1 failed: connection refused" in proc.stdout
+    assert proc.stderr.strip() == f"probe: tcp://127.0.0.1:{closed_tcp_port}: connection refused"
+
+
+def test_not_answered_json_still_prints_the_result(closed_tcp_port: int) -> None:
+    proc = probe(f"tcp://127.0.0.1:{closed_tcp_port}", "--count", "1", "--format", "json")
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert set(result) == CONTRACT_KEYS
+    assert (result["ok"], result["loss"], result["latency_ms"], result["error"]) == (
+        False, 1.0, None, "connection refused",
+    )  # fmt: skip
+
+
+def test_a_silent_target_is_exit_1_timed_out(silent_udp: int) -> None:
+    proc = probe(f"udp://127.0.0.1:{silent_udp}", "--count", "1", "--timeout", "0.3")
+    assert proc.returncode == 1
+    assert "timed out after 0.3 s" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "0"], "--count must be between 1 and 1000 (got 0)"),
+        (["--count", "1001"], "--count must be between 1 and 1000 (got 1001)"),
+        (["--count", "many"], "argument --count: invalid int value"),
+        (["--interval", "9"], "--interval must be between 10 and 60000 ms (got 9)"),
+        (["--interval", "nan"], "--interval must be between"),
+        (["--timeout", "0"], "--timeout must be above 0 and at most 30 s (got 0)"),
+        (["--timeout", "31"], "--timeout must be above 0 and at most 30 s (got 31)"),
+        (["--timeout", "-1"], "--timeout must be above 0"),
+        (["--format", "xml"], "argument --format: invalid choice"),
+    ],
+)
+def test_bad_options_are_exit_2_naming_the_option(
+    tcp_listener: TCPListener, args: list[str], message: str
+) -> None:
+    proc = probe(f"tcp://127.0.0.1:{tcp_listener.port}", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert tcp_listener.accepted == 0  # nothing was probed
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "message"),
+    [
+        ("gopher://example.org/", LOOPBACK_NETWORKS, "unknown scheme 'gopher'"),
+        ("tcp://example.org", LOOPBACK_NETWORKS, "needs an explicit port"),
+        ("tcp://127.0.0.1:9", None, "127.0.0.1 is a loopback address"),
+        ("http://0x7f.1/", None, "loopback"),
+        ("http://169.254.169.254/", "0.0.0.0/0", "cloud metadata"),
+        ("http://1.2.3.4.5/", None, "too many parts"),
+    ],
+)
+def test_invalid_or_refused_targets_are_exit_2(url: str, allowed: str | None, message: str) -> None:
+    proc = probe(url, "--count", "1", allowed=allowed)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_passwords_never_appear_in_any_output(closed_tcp_port: int) -> None:
+    url = f"tcp://admin:hunter2@127.0.0.1:{closed_tcp_port}"
+    for fmt in ("text", "json"):
+        proc = probe(url, "--count", "1", "--format", fmt)
+        assert proc.returncode == 1
+        assert "hunter2" not in proc.stdout + proc.stderr
+        assert "admin:****@" in proc.stdout and "admin:****@" in proc.stderr
+    refused = probe(url, "--count", "1", allowed=None)
+    assert refused.returncode == 2
+    assert "hunter2" not in refused.stdout + refused.stderr
+    assert "admin:****@" in refused.stderr
