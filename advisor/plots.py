@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import plotly.graph_objects as go
@@ -37,6 +38,11 @@ def _number(value: Any) -> float:
     except (TypeError, ValueError):
         return 0.0
     return number if math.isfinite(number) else 0.0
+
+
+def _two_places(value: float) -> str:
+    # Half up, as Django's floatformat rounds the same score in the table below the chart.
+    return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _name(item: dict[str, Any]) -> str:
@@ -118,7 +124,7 @@ def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
             orientation="h",
             marker={"color": colours},
             text=[
-                "ruled out" if item.get("excluded") else f"{s:.2f}"
+                "ruled out" if item.get("excluded") else _two_places(s)
                 for item, s in zip(items, scores, strict=True)
             ],
             textposition="outside",

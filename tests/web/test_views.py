@@ -306,3 +306,61 @@ def test_preview_says_what_each_of_the_top_three_is_best_suited_for(client: Clie
     )
     for method in top_methods(html):
         assert f"Best suited for {KNOWLEDGE.methods[method].best_suited_for}." in html
+
+
+def test_contribution_chart_sums_factor_weights_per_answer_and_method() -> None:
+    from advisor import engine, plots
+    from advisor.usecase import parse_usecase
+
+    result = engine.recommend_json(
+        parse_usecase({"interaction": "streaming", "constrained_devices": True, "peers": "public"})
+    )
+    ranking = result["ranking"]
+    table = plots.field_contributions(ranking)
+    assert table["methods"] == [item["label"] for item in ranking[: plots.TOP_N]]
+    for column, item in enumerate(ranking[: plots.TOP_N]):
+        total = sum(row[column] for row in table["z"])
+        assert total == pytest.approx(sum(f["weight"] for f in item["factors"]), abs=0.01)
+        for factor in item["factors"]:
+            for field in factor["fields"]:
+                assert field in table["fields"]
+    figure = plots.contribution_figure(ranking)
+    assert figure is not None
+    heatmap = figure["data"][0]
+    assert heatmap["type"] == "heatmap"
+    assert heatmap["z"] == table["z"] and heatmap["y"] == table["fields"]
+
+
+def test_a_factor_reading_two_fields_is_split_between_them() -> None:
+    from advisor import plots
+
+    ranking = [
+        {
+            "method": "rest",
+            "label": "REST",
+            "factors": [
+                {"fields": ["latency_ms", "peers"], "weight": 3},
+                {"fields": ["peers"], "weight": -1},
+            ],
+        }
+    ]
+    table = plots.field_contributions(ranking)
+    assert dict(zip(table["fields"], (row[0] for row in table["z"]), strict=True)) == {
+        "latency_ms": 1.5,
+        "peers": 0.5,
+    }
+
+
+def test_ranking_chart_shows_the_same_scores_as_the_table(client: Client) -> None:
+    from advisor import plots
+
+    location = client.post("/", form_data())["Location"]
+    decision = Decision.objects.get()
+    figure = plots.ranking_figure(decision.result["ranking"])
+    assert figure is not None
+    bars = figure["data"][0]
+    assert bars["y"] == [item["label"] for item in decision.result["ranking"]]
+    html = client.get(location).content.decode()
+    table = html.split('<table class="ranking">')[1].split("</table>")[0]
+    cells = re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)
+    assert cells == bars["text"]
