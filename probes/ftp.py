@@ -37,10 +37,13 @@ connection reuse the control connection's TLS session (vsftpd's
 ``require_ssl_reuse``) refuse the listing; the error says so.
 
 Phases: ``connect`` (control TCP), ``tls`` (the control handshake, FTPS only),
-``ttfb`` (connected until the banner's first line), ``transfer`` (reading the
-listing on the data connection); ``details`` adds ``login_ms`` and ``list_ms``
-(EPSV/PASV to the final 226). ``latency_ms`` is TCP connect to the end of the
-listing. Credentials are never echoed: server text is scrubbed of the password.
+``ttfb`` (connected until the banner's first line), ``transfer`` (from the
+server's 150 to the end of the listing on the data connection, including that
+connection's TLS handshake with FTPS); ``details`` adds ``login_ms`` and
+``list_ms`` (EPSV/PASV to the final 226). Only passive mode is used: active
+mode would have the server connect back to the prober. ``latency_ms`` is TCP
+connect to the end of the listing. Credentials are never echoed: server text
+is scrubbed of the password.
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ from urllib.parse import parse_qs, unquote
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 from probes.tlsinfo import (
-    STREAM_LIMIT,
     CertificateVerifyError,
     client_context,
     close_writer,
@@ -315,7 +317,9 @@ async def _session(
     # Stamped before the stream is set up: the banner may already be on its way.
     connected = time.perf_counter_ns()
     try:
-        reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
+        # The limit bounds a single reply line, so a hostile server cannot make
+        # the probe buffer more than the 64 KiB a reply may have in all.
+        reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_REPLY_BYTES)
     except BaseException:
         sock.close()
         raise

@@ -302,6 +302,40 @@ def closed_port() -> Iterator[int]:
 
 
 @contextmanager
+def greeting_listener(greeting: bytes) -> Iterator[int]:
+    """Sends ``greeting`` to every client at once, then holds the connection silently."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.settimeout(0.1)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(greeting)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5.0)
+        sock.close()
+        for conn in held:
+            conn.close()
+
+
+@contextmanager
 def http_listener() -> Iterator[int]:
     """A minimal HTTP/1.1 server that answers every connection with a 400 and closes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

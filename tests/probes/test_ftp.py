@@ -23,6 +23,7 @@ from tests.probes.servers_ssh import (
     closed_port,
     fd_count,
     ftp_server,
+    greeting_listener,
     host_key,
     http_listener,
     make_target,
@@ -178,6 +179,14 @@ def test_wrong_protocols_are_named(tmp_path: Path) -> None:
         pytest.raises(ProbeError, match=r"not an FTP server; it said 'HTTP/1\.1 400 Bad Request'"),
     ):
         probe_now(make_target("ftp", port))
+
+
+def test_an_endless_reply_line_is_cut_off() -> None:
+    with greeting_listener(b"220-" + b"x" * 200_000) as port:
+        started = time.monotonic()
+        with pytest.raises(ProbeError, match="overlong line"):
+            probe_now(make_target("ftp", port), timeout=2.0)
+        assert time.monotonic() - started < 2.0  # refused on size, not by the timeout
 
 
 def test_closed_port_and_silent_server(allow_loopback: str) -> None:
