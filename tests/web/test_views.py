@@ -364,3 +364,29 @@ def test_ranking_chart_shows_the_same_scores_as_the_table(client: Client) -> Non
     table = html.split('<table class="ranking">')[1].split("</table>")[0]
     cells = re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)
     assert cells == bars["text"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("message_bytes", "9" * 5000),
+        ("message_bytes", "1e400"),
+        ("latency_ms", "nan"),
+        ("latency_ms", "-inf"),
+        ("latency_ms", "86400001"),
+        ("rate_per_second", "-1"),
+        ("consumers", "0x10"),
+        ("title", "null\x00byte"),
+        ("version", "2"),
+        ("peers", "everyone"),
+    ],
+)
+def test_hostile_answers_are_field_errors_never_500(client: Client, field: str, value: str) -> None:
+    response = client.post("/", form_data(**{field: value}))
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert f'id="id_{field}_error"' in html
+    assert Decision.objects.count() == 0
+    preview = client.post("/preview", form_data(**{field: value}), headers={"HX-Request": "true"})
+    assert preview.status_code == 200
+    assert top_methods(preview.content.decode()) == []
