@@ -213,9 +213,22 @@ def _rpc_error(exc: grpc.aio.AioRpcError, service: str) -> Exception:
 
 
 class _VerifyFailed(ProbeError):
+    """The certificate did not verify; ``reason`` is the short form of gRPC's text."""
+
     def __init__(self, text: str) -> None:
-        super().__init__(f"certificate verify failed ({text[:300]})")
-        self.text = text
+        self.reason = verify_reason(text)
+        super().__init__(f"certificate verify failed: {self.reason}")
+
+
+def verify_reason(text: str) -> str:
+    """'unable to get local issuer certificate' out of gRPC's long connect error."""
+    if "Hostname Verification Check failed" in text:
+        return "the certificate does not name the URL's host"
+    marker = "CERTIFICATE_VERIFY_FAILED:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].strip()
+        return reason.removesuffix(": OK").strip() or "unknown reason"
+    return text[:300]
 
 
 async def _check(
@@ -259,10 +272,10 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             connect_ms, check_ms, status = await _check(target, pinned, service, deadline)
         except _VerifyFailed as again:
             raise ProbeError(
-                "certificate verify failed even with --insecure: only a self-signed "
-                f"certificate for the URL's host can be pinned ({again.text[:200]})"
+                f"certificate verify failed even with --insecure: {again.reason} "
+                "(pinning the presented certificate cannot excuse that)"
             ) from None
-        details.update(tls_verified=False, tls_verify_error=exc.text[:300])
+        details.update(tls_verified=False, tls_verify_error=exc.reason)
     name = Status.Name(status) if status in Status.values() else str(status)
     details["status"] = name
     phases: dict[str, float | None] = {
