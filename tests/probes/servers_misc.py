@@ -225,10 +225,16 @@ def take_many(probe: ProbeFn, url: str, count: int) -> tuple[list[Sample], set[i
 
 
 def elapsed_error(probe: ProbeFn, url: str, timeout: float) -> tuple[BaseException, float]:
-    """The exception one sample raises, and how long it took to raise it."""
-    started = time.monotonic()
-    try:
-        take(probe, url, timeout=timeout)
-    except Exception as exc:
-        return exc, time.monotonic() - started
-    pytest.fail(f"{url} answered a probe that should have failed")
+    """The exception one sample raises, and how long the probe call took to raise it."""
+    config = ProbeConfig(timeout_s=timeout)
+
+    async def one() -> tuple[BaseException, float]:
+        target = await target_for(url)
+        started = time.monotonic()
+        try:
+            await probe(target, config, started + timeout)
+        except Exception as exc:
+            return exc, time.monotonic() - started
+        pytest.fail(f"{url} answered a probe that should have failed")
+
+    return asyncio.run(one())
