@@ -155,6 +155,16 @@ def test_a_body_that_is_not_json_is_400_with_a_clear_message(raw: bytes, says: s
     assert stored() == (0, 0)
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_non_finite_numbers_are_422_not_stored(number: bytes) -> None:
+    # Python's json accepts these spellings; the use case must not.
+    raw = b'{"interaction": "streaming", "latency_ms": ' + number + b"}"
+    response = Client().post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert set(response.json()["errors"]) == {"latency_ms"}
+    assert stored() == (0, 0)
+
+
 def test_an_oversized_body_is_413() -> None:
     padding = "x" * MAX_BODY_BYTES
     response = post_json(Client(), {**DOCUMENT, "notes": padding})
