@@ -235,17 +235,25 @@ async def run_many(
 
     A refused or invalid URL gives a result with ``details.refused`` and the
     reason in ``error`` instead of stopping the others.
+
+    The targets' schedules are staggered evenly across one interval: started
+    in the same instant, every sample of every target would fall due together
+    and each would be timed while the loop serves all the others (on a
+    2-core machine, 200 simultaneous connects inflated a 0.2 ms connect to
+    over 100 ms). Spread out, the loop meets each sample as it comes.
     """
     gate = asyncio.Semaphore(concurrency)
+    step_s = config.interval_ms / 1000.0 / max(len(urls), 1)
 
-    async def one(url: str) -> ProbeResult:
+    async def one(index: int, url: str) -> ProbeResult:
+        await asyncio.sleep(index * step_s)
         async with gate:
             try:
                 return await run_probe(url, config)
             except GuardError as exc:
                 return refused_result(url, str(exc))
 
-    return list(await asyncio.gather(*(one(url) for url in urls)))
+    return list(await asyncio.gather(*(one(i, url) for i, url in enumerate(urls))))
 
 
 def run_many_sync(urls: Sequence[str], config: ProbeConfig) -> list[ProbeResult]:
