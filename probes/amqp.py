@@ -267,16 +267,20 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
 async def _close(
     connection: aiormq.Connection, transport: TimedTransport, deadline: float, graceful: bool
 ) -> None:
-    """Close politely after a good sample (the broker logs no lost client), else at once."""
-    remaining = deadline - time.monotonic()
-    if graceful and remaining > 0:
+    """Close politely after a good sample (the broker logs no lost client), else at once.
+
+    Nothing here waits past the deadline: after the abort, aiormq's reader sees
+    the connection lost and ends its own tasks even when close() is not awaited.
+    """
+    if graceful and deadline > time.monotonic():
         with contextlib.suppress(Exception, TimeoutError):
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(deadline - time.monotonic()):
                 await connection.close()
-    # Whatever state the connection is in, nothing of it may outlive the sample.
     transport.abort()
-    with contextlib.suppress(Exception):
-        await connection.close(timeout=0.5)
+    if not connection.is_closed and deadline > time.monotonic():
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await connection.close()
 
 
 def _handshake_failure(reader: RecordingReader, exc: BaseException) -> str:

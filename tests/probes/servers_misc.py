@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,9 @@ from probes import amqp, mqtt, nats, redis
 from probes.base import ProbeConfig, Sample, Target
 from probes.guard import resolve_target
 from probes.registry import ProbeFn
-from tests.probes.conftest import LoopThread, open_fds
+from tests.probes.conftest import LOOPBACK_NETWORKS, LoopThread, open_fds
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TLSFront:
@@ -238,3 +242,16 @@ def elapsed_error(probe: ProbeFn, url: str, timeout: float) -> tuple[BaseExcepti
         pytest.fail(f"{url} answered a probe that should have failed")
 
     return asyncio.run(one())
+
+
+def manage_probe(*args: str, allowed: str = LOOPBACK_NETWORKS) -> subprocess.CompletedProcess[str]:
+    """``python manage.py probe ARGS`` as a user runs it; ``allowed``: PROBE_ALLOWED_NETWORKS."""
+    env = {**os.environ, "PROBE_ALLOWED_NETWORKS": allowed}
+    return subprocess.run(
+        [sys.executable, "manage.py", "probe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

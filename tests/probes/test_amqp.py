@@ -17,7 +17,14 @@ from probes.base import ProbeConfig, ProbeError
 from probes.guard import resolve_target
 from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener
-from tests.probes.servers_misc import TLSFront, elapsed_error, take, take_many, trusted_ca
+from tests.probes.servers_misc import (
+    TLSFront,
+    elapsed_error,
+    manage_probe,
+    take,
+    take_many,
+    trusted_ca,
+)
 
 pytestmark = pytest.mark.usefixtures("allow_loopback")
 
@@ -178,3 +185,24 @@ def test_through_the_runner_and_never_the_password(rabbitmq_port: int) -> None:
     assert not failed.ok and failed.error is not None
     assert failed.error.startswith("authentication failed")
     assert secret not in json.dumps(failed.model_dump())
+
+
+def test_cli_json_answered_is_exit_0(rabbitmq_port: int) -> None:
+    proc = manage_probe(
+        f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/", "--count", "2", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["kind"], result["ok"], result["succeeded"]) == ("amqp", True, 2)
+    # The target is echoed with the password masked.
+    assert result["target"] == f"amqp://guest:****@127.0.0.1:{rabbitmq_port}/"
+    assert result["details"]["product"] == "RabbitMQ"
+    assert result["phases_ms"]["connect"] > 0
+
+
+def test_cli_wrong_password_is_exit_1_and_never_printed(rabbitmq_port: int) -> None:
+    secret = "cli-wrong-secret"
+    proc = manage_probe(f"amqp://guest:{secret}@127.0.0.1:{rabbitmq_port}/", "--count", "1")
+    assert proc.returncode == 1
+    assert "authentication failed: ACCESS_REFUSED" in proc.stderr
+    assert secret not in proc.stdout + proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,14 @@ from probes import mqtt
 from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener, wait_until
-from tests.probes.servers_misc import TLSFront, elapsed_error, take, take_many, trusted_ca
+from tests.probes.servers_misc import (
+    TLSFront,
+    elapsed_error,
+    manage_probe,
+    take,
+    take_many,
+    trusted_ca,
+)
 
 pytestmark = pytest.mark.usefixtures("allow_loopback")
 
@@ -149,3 +157,30 @@ def test_through_the_runner(mosquitto_port: int) -> None:
     assert result.latency_ms is not None and result.latency_ms.min > 0
     assert result.phases_ms["connect"] is not None
     assert result.details["protocol"] == "MQTT 3.1.1"
+
+
+def test_cli_text_report_is_exit_0(mosquitto_port: int) -> None:
+    proc = manage_probe(f"mqtt://127.0.0.1:{mosquitto_port}", "--count", "3", "--interval", "10")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines if line.startswith("seq=")] == [
+        ["seq=1", "ok"],
+        ["seq=2", "ok"],
+        ["seq=3", "ok"],
+    ]
+    assert "3 samples, 3 answered, 0.0% loss" in proc.stdout
+    assert "protocol: MQTT 3.1.1" in proc.stdout
+
+
+def test_cli_json_wrong_protocol_is_exit_1(nats_port: int) -> None:
+    proc = manage_probe(f"mqtt://127.0.0.1:{nats_port}", "--count", "2", "--format", "json")
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert (result["kind"], result["ok"], result["succeeded"], result["loss"]) == (
+        "mqtt",
+        False,
+        0,
+        1.0,
+    )
+    assert result["error"].startswith("not an MQTT broker")
+    assert "not an MQTT broker" in proc.stderr

@@ -22,6 +22,7 @@ from tests.probes.servers_misc import (
     BannerServer,
     NatsServer,
     elapsed_error,
+    manage_probe,
     take,
     take_many,
     trusted_ca,
@@ -164,3 +165,18 @@ def test_through_the_runner(nats_port: int) -> None:
     assert result.latency_ms is not None and result.latency_ms.min > 0
     assert result.phases_ms["connect"] is not None and result.phases_ms["tls"] is None
     assert result.details["server_id"] == server_info(nats_port)["server_id"]
+
+
+def test_cli_json_answered_is_exit_0(nats_port: int) -> None:
+    proc = manage_probe(f"nats://127.0.0.1:{nats_port}", "--count", "3", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["kind"], result["ok"], result["succeeded"]) == ("nats", True, 3)
+    assert result["details"]["server_id"] == server_info(nats_port)["server_id"]
+    assert isinstance(result["details"]["jetstream"], bool)
+
+
+def test_cli_silent_target_is_exit_1_as_a_timeout(silent_tcp: TCPListener) -> None:
+    proc = manage_probe(f"nats://127.0.0.1:{silent_tcp.port}", "--count", "1", "--timeout", "0.5")
+    assert proc.returncode == 1
+    assert "timed out" in proc.stderr

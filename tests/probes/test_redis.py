@@ -16,6 +16,7 @@ from tests.probes.conftest import TCPListener
 from tests.probes.servers_misc import (
     TLSFront,
     elapsed_error,
+    manage_probe,
     take,
     take_many,
     trusted_ca,
@@ -179,3 +180,36 @@ def test_an_ipv6_loopback_target_works_when_redis_listens_there(redis_port: int)
     except OSError:
         pytest.skip("Redis does not listen on ::1 here")
     assert take(redis.probe, f"redis://[::1]:{redis_port}").ok
+
+
+def test_cli_json_answered_is_exit_0(redis_port: int) -> None:
+    proc = manage_probe(
+        f"redis://127.0.0.1:{redis_port}/1", "--count", "3", "--interval", "10", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["kind"], result["ok"], result["samples"], result["succeeded"]) == (
+        "redis",
+        True,
+        3,
+        3,
+    )
+    assert set(result["latency_ms"]) == {"min", "p50", "p95", "p99", "max", "mean", "stdev"}
+    assert list(result["phases_ms"]) == ["dns", "connect", "tls", "ttfb", "transfer"]
+    assert result["phases_ms"]["connect"] > 0 and result["phases_ms"]["tls"] is None
+    assert result["details"]["db"] == 1
+    assert result["details"]["redis_version"] == redis_info(redis_port, "server")["redis_version"]
+
+
+def test_cli_auth_failure_is_exit_1_and_hides_the_password(redis_port: int) -> None:
+    secret = "cli-secret-123"
+    proc = manage_probe(f"redis://:{secret}@127.0.0.1:{redis_port}", "--count", "1")
+    assert proc.returncode == 1
+    assert "authentication failed" in proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+
+
+def test_cli_loopback_without_permission_is_exit_2(redis_port: int) -> None:
+    proc = manage_probe(f"redis://127.0.0.1:{redis_port}", "--count", "1", allowed="")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
