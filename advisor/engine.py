@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 SCORE_SCALE = 4.0
+# A ruled-out method's handicap when "what would change" compares score vectors:
+# larger than any sum of weights, so it only decides between ruled-out methods.
+PENALTY = 1e6
 MAX_FLIPS_PER_METHOD = 6
 
 
@@ -282,6 +285,7 @@ class ExclusionRule:
     fields: tuple[str, ...]
     methods: tuple[int, ...]
     text: str  # already carries the source title
+    reads: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,20 @@ class Attached:
     methods: frozenset[int]
     template: str
     names: tuple[str, ...]  # fields and derived values the template shows
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """Everything "what would change" needs to try other values of one answer."""
+
+    field: str
+    candidates: tuple[tuple[Any, list[float]], ...]  # value, what one-answer rules add
+    solo_rules: tuple[ScoringRule, ...]
+    joint_rules: tuple[ScoringRule, ...]
+    solo_exclusions: tuple[ExclusionRule, ...]
+    joint_exclusions: tuple[ExclusionRule, ...]
+    reach: list[float]
+    may_exclude: frozenset[int]
 
 
 def _key(value: Any) -> tuple[type, Any]:
@@ -376,6 +394,7 @@ class Compiled:
                     fields=_in_order(answers),
                     methods=tuple(METHOD_INDEX[m] for m in excl.methods),
                     text=excl.text + titled[excl.source],
+                    reads=names,
                 )
             )
         self.choices: dict[int, tuple[Choice, ...]] = {
@@ -435,16 +454,26 @@ class Compiled:
         # Most rules read one answer only. For those, what they add to each method
         # under every value worth trying is known in advance: one vector per value.
         # Only the rules that read several answers are evaluated per use case.
+        # Exclusions that read one answer join these vectors as a penalty no score can
+        # make up for.
         self.solo: dict[str, dict[Any, list[float]]] = {}
         self.solo_rules: dict[str, tuple[ScoringRule, ...]] = {}
         self.joint_rules: dict[str, tuple[ScoringRule, ...]] = {}
+        self.solo_exclusions: dict[str, tuple[ExclusionRule, ...]] = {}
+        self.joint_exclusions: dict[str, tuple[ExclusionRule, ...]] = {}
         for field, alternatives in self.alternatives.items():
-            solo = tuple(
-                r for r in self.scoring_by_answer.get(field, ()) if r.reads == frozenset({field})
-            )
+            only = frozenset({field})
+            solo = tuple(r for r in self.scoring_by_answer.get(field, ()) if r.reads == only)
             self.solo_rules[field] = solo
             self.joint_rules[field] = tuple(
                 r for r in self.scoring_by_answer.get(field, ()) if r not in solo
+            )
+            solo_excl = tuple(
+                e for e in self.exclusions_by_answer.get(field, ()) if e.reads == only
+            )
+            self.solo_exclusions[field] = solo_excl
+            self.joint_exclusions[field] = tuple(
+                e for e in self.exclusions_by_answer.get(field, ()) if e not in solo_excl
             )
             vectors: dict[Any, list[float]] = {}
             for value in alternatives:
@@ -454,6 +483,10 @@ class Compiled:
                     if solo_rule.pred(probe):
                         for eff in solo_rule.effects:
                             vector[eff[0]] += eff[1]
+                for solo_excl_rule in solo_excl:
+                    if solo_excl_rule.pred(probe):
+                        for m in solo_excl_rule.methods:
+                            vector[m] -= PENALTY
                 if field == "interaction":
                     for eff in self.fit[value].effects:
                         vector[eff[0]] += eff[1]
@@ -465,6 +498,19 @@ class Compiled:
             field: frozenset(m for excl in rules for m in excl.methods)
             for field, rules in self.exclusions_by_answer.items()
         }
+        self.plans = tuple(
+            FieldPlan(
+                field=field,
+                candidates=tuple((value, self.solo[field][_key(value)]) for value in alternatives),
+                solo_rules=self.solo_rules[field],
+                joint_rules=self.joint_rules[field],
+                solo_exclusions=self.solo_exclusions[field],
+                joint_exclusions=self.joint_exclusions[field],
+                reach=self.reach[field],
+                may_exclude=self.may_exclude.get(field, frozenset()),
+            )
+            for field, alternatives in self.alternatives.items()
+        )
         # Derived values that scoring or exclusions read must be recomputed when one of
         # their inputs changes; those only warnings read need not be.
         read = {n for rule in kb.rules for n in compile_condition(rule.when)[1]} | {
@@ -594,9 +640,6 @@ class _State:
     excluded_by: list[int]
     excl_matched: list[bool]
     fit: ScoringRule
-    any_excluded: bool
-    # 0 for a method in the running, -inf for one ruled out; None when all are out
-    mask: list[float] | None
 
 
 def _score(values: Values, c: Compiled) -> _State:
@@ -617,21 +660,13 @@ def _score(values: Values, c: Compiled) -> _State:
             excl_matched[excl.index] = True
             for m in excl.methods:
                 excluded_by[m] += 1
-    mask = None if all(excluded_by) else [-math.inf if e else 0.0 for e in excluded_by]
-    return _State(values, raw, matched, excluded_by, excl_matched, fit, any(excluded_by), mask)
-
-
-def _winner(raw: list[float], excluded_by: list[int]) -> int:
-    allowed = [r if not e else -math.inf for r, e in zip(raw, excluded_by, strict=True)]
-    best = max(allowed)
-    if best == -math.inf:  # everything ruled out: rank by raw score alone
-        return raw.index(max(raw))
-    return allowed.index(best)  # first of equals, as _order breaks ties
+    return _State(values, raw, matched, excluded_by, excl_matched, fit)
 
 
 def _order(raw: list[float], excluded_by: list[int]) -> list[int]:
-    # Ties keep METHODS order, so equal answers always rank alike.
-    return sorted(range(N), key=lambda m: (excluded_by[m] > 0, -raw[m], m))
+    # Methods ruled out by fewer constraints first (all but the ruled-out ones have
+    # none), then by score; ties keep METHODS order, so equal answers rank alike.
+    return sorted(range(N), key=lambda m: (excluded_by[m], -raw[m], m))
 
 
 def _first(row: tuple[float, dict[str, Any], str]) -> float:
@@ -693,56 +728,53 @@ def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[s
 # What would change the answer.
 
 
-def _solo_now(field: str, state: _State, c: Compiled) -> list[float]:
-    """What the one-answer rules reading ``field`` add to each method for the given answer."""
+def _solo_now(plan: FieldPlan, state: _State) -> list[float]:
+    """What the one-answer rules and exclusions reading the plan's answer contribute
+    to each method for the answer as given."""
     vector = [0.0] * N
     matched = state.matched
-    for rule in c.solo_rules[field]:
+    for rule in plan.solo_rules:
         if matched[rule.index]:
             for effect in rule.effects:
                 vector[effect[0]] += effect[1]
-    if field == "interaction":
+    for excl in plan.solo_exclusions:
+        if state.excl_matched[excl.index]:
+            for m in excl.methods:
+                vector[m] -= PENALTY
+    if plan.field == "interaction":
         for effect in state.fit.effects:
             vector[effect[0]] += effect[1]
     return vector
 
 
-def _winner_if(field: str, value: Any, base: list[float], state: _State, c: Compiled) -> int:
-    """The winner with one answer changed. ``base`` is the raw scores without the
-    one-answer rules that read ``field``. The caller restores ``state.values[field]``."""
+def _apply_joint(
+    plan: FieldPlan, value: Any, scores: list[float], state: _State, c: Compiled
+) -> None:
+    """Add what the rules and exclusions that also read other answers change when the
+    plan's answer takes ``value``. The caller puts the answer back afterwards."""
     values = state.values
-    if field in c.derived_inputs:
+    if plan.field in c.derived_inputs:
         values = values.copy()
-        values[field] = value
+        values[plan.field] = value
         _with_derived(values)
     else:
-        values[field] = value
-    raw = list(map(operator.add, base, c.solo[field][_key(value)]))
+        values[plan.field] = value
     matched = state.matched
-    for rule in c.joint_rules[field]:
+    for rule in plan.joint_rules:
         now = rule.pred(values)
         if now is not matched[rule.index]:
             if now:
                 for effect in rule.effects:
-                    raw[effect[0]] += effect[1]
+                    scores[effect[0]] += effect[1]
             else:
                 for effect in rule.effects:
-                    raw[effect[0]] -= effect[1]
-    excluded_by = state.excluded_by
-    for excl in c.exclusions_by_answer.get(field, ()):
+                    scores[effect[0]] -= effect[1]
+    for excl in plan.joint_exclusions:
         now = excl.pred(values)
         if now is not state.excl_matched[excl.index]:
-            if excluded_by is state.excluded_by:
-                excluded_by = excluded_by.copy()
-            step = 1 if now else -1
+            step = -PENALTY if now else PENALTY
             for m in excl.methods:
-                excluded_by[m] += step
-    if excluded_by is not state.excluded_by or state.mask is None:
-        return _winner(raw, excluded_by)
-    if not state.any_excluded:
-        return raw.index(max(raw))  # the first of equals, as _order breaks ties
-    allowed = list(map(operator.add, raw, state.mask))
-    return allowed.index(max(allowed))
+                scores[m] += step
 
 
 def _distance(current: Any, value: Any) -> float:
@@ -764,24 +796,34 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
     values = state.values
     first, second = order[0], order[1]
     found: dict[tuple[int, str, int], tuple[float, Any]] = {}
-    top = state.raw[first]
-    lead = [top - r for r in state.raw]
-    for field, alternatives in c.alternatives.items():
-        reach = c.reach[field]
-        if first not in c.may_exclude.get(field, ()):
+    raw = state.raw
+    lead = [raw[first] - r for r in raw]
+    # Scores with every exclusion as a penalty: the best of them is the winner.
+    penalised = [r - PENALTY * e for r, e in zip(raw, state.excluded_by, strict=True)]
+    for plan in c.plans:
+        if first not in plan.may_exclude:
             # No value of this answer can overturn a lead larger than the most it can
             # lower the winner plus the most it can raise a rival.
-            slack = list(map(operator.sub, lead, reach))
+            slack = list(map(operator.sub, lead, plan.reach))
             slack[first] = math.inf
-            if min(slack) > reach[first]:
+            if min(slack) > plan.reach[first]:
                 continue
+        field = plan.field
         current = values[field]
-        base = list(map(operator.sub, state.raw, _solo_now(field, state, c)))
-        for value in alternatives:
+        now = _solo_now(plan, state)
+        base = list(map(operator.sub, penalised, now))
+        joint = bool(plan.joint_rules or plan.joint_exclusions)
+        for value, vector in plan.candidates:
             if value == current and type(value) is type(current):
                 continue
-            winner = _winner_if(field, value, base, state, c)
-            values[field] = current
+            if not joint and vector == now:
+                continue  # the same rules hold: the same ranking
+            scores = list(map(operator.add, base, vector))
+            if joint:
+                _apply_joint(plan, value, scores, state, c)
+                values[field] = current
+            # Fewest exclusions, then the highest score, then the first listed: as _order.
+            winner = scores.index(max(scores))
             if winner == first:
                 continue
             distance = _distance(current, value)
@@ -839,8 +881,8 @@ def recommend_json(usecase: UseCase, *, explain_changes: bool = True) -> dict[st
     if all(state.excluded_by):
         warnings.insert(
             0,
-            "Every method is ruled out by a hard constraint: the answers contradict each other, "
-            "so the ranking ignores the exclusions.",
+            "Every method is ruled out by a hard constraint: the answers contradict each other. "
+            "The ranking puts the methods ruled out by the fewest constraints first.",
         )
     return {
         "version": 1,
