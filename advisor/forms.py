@@ -1,4 +1,4 @@
-"""The questionnaire: a Django form that mirrors the use-case document.
+"""The questionnaire, a Django form that mirrors the use-case document; and the expiry form.
 
 The form only carries answers; whether they are valid is decided in one place,
 :func:`advisor.usecase.parse_usecase`, and its per-field messages are attached
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 
 from advisor.usecase import (
     DELIVERIES,
@@ -334,8 +336,6 @@ def _build_field(name: str) -> forms.Field:
 class UseCaseForm(forms.Form):
     """Every field of the use-case document; valid when ``parse_usecase`` accepts it."""
 
-    template_name_div = "advisor/_field.html"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in FIELDS:
@@ -391,3 +391,32 @@ class UseCaseForm(forms.Form):
             ):
                 return True
         return False
+
+
+# How long a share link keeps working, counted from when the owner sets it.
+EXPIRY_CHOICES: dict[str, timedelta | None] = {
+    "never": None,
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+EXPIRY_LABELS = {
+    "never": "Never",
+    "1h": "In 1 hour",
+    "1d": "In 1 day",
+    "7d": "In 7 days",
+    "30d": "In 30 days",
+}
+
+
+class ExpiryForm(forms.Form):
+    expires_in = forms.ChoiceField(
+        label="Link stops working",
+        choices=list(EXPIRY_LABELS.items()),
+        help_text="From now; 'Never' keeps it working until you revoke it.",
+    )
+
+    def expires_at(self) -> datetime | None:
+        delta = EXPIRY_CHOICES[self.cleaned_data["expires_in"]]
+        return None if delta is None else timezone.now() + delta

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 import plotly.graph_objects as go
@@ -142,3 +143,19 @@ def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
         showlegend=False,
     )
     return _as_json(fig)
+
+
+def figures(ranking: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(ranking figure, contribution figure) for a stored ranking, memoised by content.
+
+    A stored result never changes, and plotly's figure validation costs several
+    milliseconds, so each process builds a shared page's figures once. The key is
+    the ranking itself, so an edited result gets new figures.
+    """
+    return _figures(json.dumps(ranking, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=256)
+def _figures(key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    ranking = json.loads(key)
+    return ranking_figure(ranking), contribution_figure(ranking)

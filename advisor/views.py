@@ -7,25 +7,23 @@ never run the engine again.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from advisor import engine, plots, selectors, services
-from advisor.forms import GROUPS, QUESTIONS, UseCaseForm, usecase_initial
+from advisor.forms import GROUPS, QUESTIONS, ExpiryForm, UseCaseForm, usecase_initial
 from advisor.knowledge import KNOWLEDGE
 from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
@@ -39,36 +37,9 @@ TOKEN_COOKIE = "sb_share_token"
 TOKEN_COOKIE_AGE = 3600
 TOKEN_COOKIE_SALT = "advisor.share-token"
 
-EXPIRY_CHOICES: dict[str, timedelta | None] = {
-    "never": None,
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-}
-EXPIRY_LABELS = {
-    "never": "Never",
-    "1h": "In 1 hour",
-    "1d": "In 1 day",
-    "7d": "In 7 days",
-    "30d": "In 30 days",
-}
-
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-class ExpiryForm(forms.Form):
-    expires_in = forms.ChoiceField(
-        label="Link stops working",
-        choices=list(EXPIRY_LABELS.items()),
-        help_text="From now; 'Never' keeps it working until you revoke it.",
-    )
-
-    def expires_at(self) -> Any:
-        delta = EXPIRY_CHOICES[self.cleaned_data["expires_in"]]
-        return None if delta is None else timezone.now() + delta
 
 
 def _session_ids(request: HttpRequest) -> list[int]:
@@ -91,6 +62,7 @@ def _page_context(result: dict[str, Any]) -> dict[str, Any]:
     """What the recommendation templates need, from the stored result only."""
     ranking = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
     contributions = plots.field_contributions(ranking)
+    ranking_figure, contribution_figure = plots.figures(ranking)
     return {
         "result": result,
         "ranking": ranking,
@@ -102,8 +74,8 @@ def _page_context(result: dict[str, Any]) -> dict[str, Any]:
             {"field": field, "values": values}
             for field, values in zip(contributions["fields"], contributions["z"], strict=True)
         ],
-        "contribution_figure": plots.contribution_figure(ranking),
-        "ranking_figure": plots.ranking_figure(ranking),
+        "contribution_figure": contribution_figure,
+        "ranking_figure": ranking_figure,
     }
 
 
@@ -340,6 +312,7 @@ def share_view(view: Callable[[HttpRequest, ShareLink, str], HttpResponse]) -> C
     tokens, and the share headers on every answer, the 404 and the 405 included."""
 
     @csrf_exempt  # read-only: a POST must get 405, not a CSRF 403
+    @functools.wraps(view)
     def wrapped(request: HttpRequest, token: str) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
             response = HttpResponse(
@@ -354,8 +327,6 @@ def share_view(view: Callable[[HttpRequest, ShareLink, str], HttpResponse]) -> C
             return _share_headers(render(request, "advisor/share_404.html", status=404))
         return _share_headers(view(request, share, token))
 
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
     return wrapped
 
 

@@ -170,6 +170,11 @@ def test_share_page_is_frozen_to_the_stored_result(shared: tuple[Decision, str])
     assert "Carrier pigeons" in html
     assert "pigeons never drop a connection" in html
     assert "frozen on purpose" in html
+    # The charts follow the stored result too (their memo is keyed by its content).
+    figure = html.split('<script id="fig-ranking" type="application/json">')[1].split("</script>")[
+        0
+    ]
+    assert "Carrier pigeons" in figure
     exported = json.loads(Client().get(f"/s/{token}/recommendation.json").content)
     assert exported["ranking"][0]["label"] == "Carrier pigeons"
     # And today's engine still says something else: the page did not re-run it.
