@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from advisor import selectors, services
 from advisor.engine import Recommendation, recommend
 from advisor.models import Decision
 from advisor.usecase import parse_usecase
@@ -167,17 +168,23 @@ def test_without_javascript_the_form_posts_and_errors_sit_next_to_their_fields(
     expect(page.locator("#chart-ranking svg")).to_have_count(0)
 
 
-def test_gallery_example_prefills_the_form_and_ranks_it(page: Page) -> None:
+@pytest.mark.parametrize("index", [0, -1])
+def test_gallery_example_prefills_the_form_and_ranks_it(page: Page, index: int) -> None:
+    example = selectors.example_list()[index]
     page.goto("/")
-    card = page.locator(".gallery .card a").first
-    name = card.inner_text()
-    card.click()
+    page.get_by_role("link", name=example.title).click()
     page.wait_for_url(re.compile(r"\?example="))
-    expect(page.locator(".gallery [aria-current=true]")).to_have_text(name)
-    # The prefilled answers are already ranked on the page, before any change.
-    expect(preview_items(page)).to_have_count(3)
-    chosen = page.locator("input[name=interaction]:checked")
-    expect(chosen).to_have_count(1)
+    expect(page.locator(".gallery [aria-current=true]")).to_have_text(example.title)
+    # The answers are the example's, and they are ranked on arrival, before any change.
+    answers = example.usecase
+    interaction = page.locator(f"input[name=interaction][value={answers.interaction}]")
+    expect(interaction).to_be_checked()
+    expect(page.get_by_label("Name of this use case")).to_have_value(answers.title)
+    expect_preview(page, recommend(answers))
+
+    page.get_by_role("button", name="Get the recommendation").click()
+    page.wait_for_url(re.compile(r"/d/\d+$"))
+    assert Decision.objects.get().usecase == answers.model_dump(mode="json")
 
 
 def test_owner_revokes_the_link_and_the_stranger_gets_404(
@@ -223,8 +230,6 @@ def test_api_docs_render_from_local_assets_only(page: Page, live_server: Any) ->
 
 
 def test_share_page_fits_a_phone_screen(new_context: NewContext) -> None:
-    from advisor import services
-
     decision, token = services.decision_create(
         usecase=parse_usecase({"title": "Phone check", "interaction": "publish_subscribe"}),
         owner=None,
