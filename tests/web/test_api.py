@@ -180,9 +180,13 @@ def test_a_form_encoded_body_is_415_not_parsed_as_a_form() -> None:
     assert stored() == (0, 0)
 
 
-def test_json_without_a_content_type_header_is_accepted() -> None:
-    # curl --data-binary without -H sends form encoding; plain HTTP clients may send none.
-    response = Client().generic("POST", URL, json.dumps(DOCUMENT).encode(), content_type="")
+@pytest.mark.parametrize(
+    "content_type", ["", "text/plain", "application/json; charset=utf-8", "application/x+json"]
+)
+def test_json_is_read_under_any_json_or_plain_content_type(content_type: str) -> None:
+    # Some HTTP clients send no type, and fetch() with a string body sends text/plain.
+    raw = json.dumps(DOCUMENT).encode()
+    response = Client().generic("POST", URL, raw, content_type=content_type)
     assert response.status_code == 201, response.content
 
 
