@@ -225,3 +225,41 @@ def test_every_model_is_in_the_admin(alice: User) -> None:
     assert client.get(f"/admin/advisor/decision/{decision.pk}/change/").status_code == 200
     share = decision.share_links.get()
     assert client.get(f"/admin/advisor/sharelink/{share.pk}/change/").status_code == 200
+
+
+def _unlabelled_inputs(html: str) -> list[str]:
+    """Visible form controls without a <label for=...> naming them."""
+    labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', html))
+    missing = []
+    for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+        if re.search(r'type="(hidden|submit)"', tag):
+            continue
+        match = re.search(r'\sid="([^"]+)"', tag)
+        if match is None or match.group(1) not in labelled:
+            missing.append(tag)
+    return missing
+
+
+def test_every_control_on_every_page_has_a_label(alice: User) -> None:
+    client = logged_in(alice)
+    location = client.post("/", {"interaction": "streaming", "encryption": "on"})["Location"]
+    decision = Decision.objects.get()
+    token = services.share_link_create(decision=decision)[1]
+    pages = {
+        "/": client,
+        "/?example=support-chat": client,
+        location: client,
+        "/decisions": client,
+        f"/s/{token}": Client(),
+        "/accounts/login": Client(),
+        "/accounts/signup": Client(),
+    }
+    for path, visitor in pages.items():
+        response = visitor.get(path)
+        assert response.status_code == 200, path
+        assert _unlabelled_inputs(response.content.decode()) == [], path
+    # The check looks at real controls: the questionnaire has one per field (7 radios).
+    controls = re.findall(r"<(?:input|select|textarea)\b[^>]*>", client.get("/").content.decode())
+    assert len([c for c in controls if 'type="hidden"' not in c]) == 23 + 7
+    invalid = client.post("/", {"interaction": "teleport"})
+    assert _unlabelled_inputs(invalid.content.decode()) == []
