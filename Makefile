@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 install: $(STAMP)
-	@mkdir -p var
+	@mkdir -p var/celery/out var/celery/processed
 	@$(BIN)/python manage.py migrate --noinput -v 0
 
 run: install
 	@echo "Switchboard on http://127.0.0.1:$(PORT)/ with a probe worker beside it (Ctrl-C stops both)"
-	@trap 'kill 0' EXIT INT TERM; \
-	$(BIN)/celery -A advisor worker -Q probes --loglevel=INFO --concurrency=2 & \
+	@$(BIN)/celery -A advisor worker -Q probes --loglevel=WARNING --concurrency=2 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 lint: install
