@@ -7,6 +7,7 @@ exactly what the share page says, whatever the engine says today.
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from advisor.forms import CHOICE_LABELS, QUESTIONS
@@ -24,13 +25,28 @@ def _line(text: Any) -> str:
 
 
 def answer_text(field: str, value: Any) -> str:
+    """An answer as a person reads it: labels for choices, yes/no, 2,000,000 not 2000000.0."""
     if value is None:
         return "no limit" if field == "latency_ms" else "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if field in CHOICE_LABELS and isinstance(value, str):
         return CHOICE_LABELS[field].get(value, value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:g}"
     return _line(value)
+
+
+def _clause(text: Any) -> str:
+    """Stored text continuing a sentence: "because a queue ...", but "because RFC ..."."""
+    line = _line(text)
+    if len(line) > 1 and line[0].isupper() and line[1].islower():
+        return line[0].lower() + line[1:]
+    return line
 
 
 def _weight(factor: Any) -> float:
@@ -49,10 +65,14 @@ def _label(item: dict[str, Any]) -> str:
 
 
 def _score(item: dict[str, Any]) -> str:
+    # Rounded half up, as the page shows it (Django's floatformat), so both agree.
     try:
-        return f"{float(item.get('score', 0.0)):.2f}"
-    except (TypeError, ValueError):
+        score = Decimal(str(float(item.get("score", 0.0))))
+    except (TypeError, ValueError, ArithmeticError):
         return "?"
+    if not score.is_finite():
+        return "?"
+    return str(score.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _drivers(usecase: dict[str, Any]) -> list[str]:
@@ -71,7 +91,7 @@ def _drivers(usecase: dict[str, Any]) -> list[str]:
 def _pros_cons(item: dict[str, Any]) -> list[str]:
     lines = []
     for exclusion in item.get("exclusions") or []:
-        lines.append(f"* Bad, because it is ruled out: {_line(exclusion)}")
+        lines.append(f"* Bad, because it is ruled out: {_clause(exclusion)}")
     factors = sorted(item.get("factors") or [], key=lambda f: -abs(_weight(f)))
     for factor in factors:
         weight = _weight(factor)
@@ -79,11 +99,11 @@ def _pros_cons(item: dict[str, Any]) -> list[str]:
         source = factor.get("source_title") or factor.get("source") or ""
         cite = f" [{_line(source)}]" if source else ""
         lines.append(
-            f"* {kind}, because {_line(factor.get('text', ''))} "
+            f"* {kind}, because {_clause(factor.get('text', ''))} "
             f"({_line(factor.get('answer', ''))}; {weight:+.2f}){cite}"
         )
     for caveat in item.get("caveats") or []:
-        lines.append(f"* Neutral, but mind that {_line(caveat)}")
+        lines.append(f"* Neutral, but mind: {_line(caveat)}")
     if not lines:
         lines.append("* Neutral, because no answer spoke for or against it")
     return lines
@@ -151,13 +171,13 @@ def decision_to_madr(decision: Decision) -> str:
             out.append(f"* Implementation: {_line(winner['implementation_reason'])}")
         out += ["", "### Consequences", ""]
         goods = [
-            f"* Good, because {_line(f.get('text', ''))}"
+            f"* Good, because {_clause(f.get('text', ''))}"
             for f in winner.get("factors") or []
             if _weight(f) > 0
         ]
-        bads = [f"* Bad, because {_line(c)}" for c in winner.get("caveats") or []]
+        bads = [f"* Bad, because {_clause(c)}" for c in winner.get("caveats") or []]
         bads += [
-            f"* Bad, because {_line(f.get('text', ''))}"
+            f"* Bad, because {_clause(f.get('text', ''))}"
             for f in winner.get("factors") or []
             if _weight(f) < 0
         ]

@@ -56,6 +56,7 @@ def test_madr_drivers_come_from_the_answers(decision: Decision) -> None:
     for field in ("interaction", "delivery", "ordering", "receiver_may_be_offline"):
         assert f"(`{field}`)" in drivers
     assert "Exactly once" in drivers and "In order per key" in drivers
+    assert "per second: 50 (`rate_per_second`)" in drivers  # 50, not 50.0
     # Answers left at their defaults do not crowd the drivers.
     assert "(`encryption`)" not in drivers and "(`consumers`)" not in drivers
     # Free text stays on one line, so it cannot open a heading of its own.
@@ -91,7 +92,10 @@ def test_madr_pros_and_cons_follow_the_factor_signs(decision: Decision) -> None:
     section = text.split(f"### {winner['label']}")[1].split("\n### ")[0]
     for factor in winner["factors"]:
         kind = "Good" if factor["weight"] > 0 else "Bad" if factor["weight"] < 0 else "Neutral"
-        assert f"* {kind}, because {' '.join(factor['text'].split())}" in section
+        text = " ".join(factor["text"].split())
+        # The text continues the sentence: "because a queue ...", "because RFC ...".
+        continued = text[0].lower() + text[1:] if text[1].islower() else text
+        assert f"* {kind}, because {continued}" in section
 
 
 def test_madr_is_derived_from_the_stored_result(decision: Decision) -> None:
@@ -116,3 +120,19 @@ def test_madr_survives_an_empty_or_odd_stored_result(decision: Decision) -> None
     assert 'Chosen option: "rest"' in text
     decision.result = {}
     assert "No option was ranked." in decision_to_madr(decision)
+
+
+def test_scores_round_the_same_in_the_record_the_table_and_the_chart(decision: Decision) -> None:
+    result = decision.result
+    result["ranking"][1]["score"] = 0.245  # half-way: 0.24 with round-half-even
+    decision.result = result
+    decision.save()
+    token = services.share_link_create(decision=decision)[1]
+    label = result["ranking"][1]["label"]
+    record = Client().get(f"/s/{token}/decision.md").content.decode()
+    assert re.search(rf"^\* {re.escape(label)}( \([^)]*\))?: score 0\.25$", record, re.M)
+    page = Client().get(f"/s/{token}").content.decode()
+    table = page.split('<table class="ranking">')[1].split("</table>")[0]
+    assert re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)[1] == "0.25"
+    figure = page.split('<script id="fig-ranking" type="application/json">')[1]
+    assert '"0.25"' in figure.split("</script>")[0]
