@@ -1,8 +1,9 @@
 """``amqp://[user:password@]host:port[/vhost]`` and ``amqps://``: a publish/consume round trip.
 
 Every sample opens a new AMQP 0-9-1 connection to the checked address (TLS
-for ``amqps``, the certificate checked against the URL's host name, which is
-also the SNI), opens a channel in publisher-confirm mode, declares a
+for ``amqps`` through :mod:`probes.tlsinfo`, as every TLS probe: the
+certificate checked against the URL's host name, which is also the SNI, its
+facts in ``details.tls``), opens a channel in publisher-confirm mode, declares a
 server-named, exclusive, auto-delete queue, consumes from it, and publishes
 one unique message to it through the default exchange. The time from the
 publish to the message arriving at the consumer is the sample's latency; the
@@ -22,20 +23,18 @@ down (``tcp_connect_ms``, ``handshake_ms``), gives ``channel_open_ms``,
 ``product``, ``version``, ``platform`` and ``cluster_name`` from its
 connection properties.
 
-aiormq (aio-pika's protocol layer) speaks the protocol; a transport factory
-of ours opens the TCP connection to the checked address and upgrades it to
-TLS, so those two steps are timed apart from the AMQP handshake.
+aiormq (aio-pika's protocol layer) speaks the protocol over a connection we
+open ourselves (:class:`TimedTransport`, aiormq's transport-factory hook), so
+the TCP connect and the TLS handshake are timed apart from the AMQP handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 import uuid
 from collections import deque
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -47,22 +46,12 @@ from pamqp import commands as spec
 from pamqp.frame import unmarshal as frame_unmarshal
 from yarl import URL
 
+from probes import tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 DEFAULT_CREDENTIALS = ("guest", "guest")
 SERVER_FACTS = ("product", "version", "platform", "cluster_name")
 PREVIEW_BYTES = 40
-READ_LIMIT = 64 * 1024
-
-
-@cache
-def tls_context(insecure: bool) -> ssl.SSLContext:
-    """Built once per mode and shared: never inside a timed phase."""
-    context = ssl.create_default_context()
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def vhost(target: Target) -> str:
@@ -71,27 +60,38 @@ def vhost(target: Target) -> str:
 
 
 class RecordingReader(asyncio.StreamReader):
-    """Keeps the first bytes and the last frame read, to explain a failure.
+    """The connection's reader as aiormq sees it, keeping what it read to explain a failure.
 
     A server of another protocol answers the AMQP header with bytes that are
     no frame, and aiormq reports a refused ``Connection.Open`` (an unknown
     vhost) without the broker's reply text; both are read back from here.
+    It passes the three calls aiormq's frame receiver makes (``readexactly``,
+    ``read``, ``at_eof``) to the real reader; its own buffer stays unused.
     """
 
-    def __init__(self) -> None:
-        super().__init__(limit=READ_LIMIT)
+    def __init__(self, inner: asyncio.StreamReader) -> None:
+        super().__init__()
+        self.inner = inner
         self.first = b""
         # aiormq reads a frame in three parts: type, rest of the header, payload.
         self.last: deque[bytes] = deque(maxlen=3)
 
     async def readexactly(self, n: int) -> bytes:
         try:
-            data = await super().readexactly(n)
+            data = await self.inner.readexactly(n)
         except asyncio.IncompleteReadError as exc:
             self._remember(exc.partial)
             raise
         self._remember(data)
         return data
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.inner.read(n)
+        self._remember(data)
+        return data
+
+    def at_eof(self) -> bool:
+        return self.inner.at_eof()
 
     def _remember(self, data: bytes) -> None:
         if len(self.first) < PREVIEW_BYTES:
@@ -108,51 +108,34 @@ class TimedTransport(TransportFactory):
     """Opens the connection aiormq talks over, timing TCP and TLS separately.
 
     The probe calls :meth:`open` itself, before aiormq starts, so a refused
-    connection is the probe's plain OSError (aiormq would log it as an error);
+    connection is the probe's plain OSError (aiormq would log it as an error)
+    and TLS goes through :mod:`probes.tlsinfo` like every TLS probe's;
     aiormq's call to :meth:`create` then gets the streams already open.
     """
 
-    def __init__(self, target: Target, context: ssl.SSLContext | None) -> None:
+    def __init__(self, target: Target, config: ProbeConfig) -> None:
         self.target = target
-        self.context = context
-        self.tcp_ms: float | None = None
-        self.tls_ms: float | None = None
-        self.reader = RecordingReader()
-        self.writer: asyncio.StreamWriter | None = None
-        self.tls_facts: dict[str, object] = {}
+        self.config = config
+        self.conn: tlsinfo.Connection | None = None
+        self.reader: RecordingReader | None = None
 
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter_ns()
-        transport, protocol = await loop.create_connection(
-            lambda: asyncio.StreamReaderProtocol(self.reader),
-            self.target.address,
-            self.target.port,
+    async def open(self) -> tlsinfo.Connection:
+        self.conn = await tlsinfo.connect(
+            self.target, tls=self.target.tls, insecure=self.config.insecure
         )
-        self.tcp_ms = _since(started)
-        self.writer = asyncio.StreamWriter(transport, protocol, self.reader, loop)
-        if self.context is not None:
-            started = time.perf_counter_ns()
-            await self.writer.start_tls(self.context, server_hostname=self.target.host)
-            self.tls_ms = _since(started)
-            ssl_object = self.writer.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                cipher = ssl_object.cipher()
-                self.tls_facts = {
-                    "tls_version": ssl_object.version(),
-                    "tls_cipher": cipher[0] if cipher else None,
-                }
+        self.reader = RecordingReader(self.conn.reader)
+        return self.conn
 
     async def create(
         self, url: URL, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.writer is None:
+        if self.conn is None or self.reader is None:
             raise RuntimeError("TimedTransport.open() must run before aiormq connects")
-        return self.reader, self.writer
+        return self.reader, self.conn.writer
 
     def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.transport.abort()
+        if self.conn is not None:
+            self.conn.abort()
 
 
 def connection_for(target: Target, transport: TimedTransport) -> aiormq.Connection:
@@ -178,26 +161,23 @@ def connection_for(target: Target, transport: TimedTransport) -> aiormq.Connecti
 
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
-    context = tls_context(config.insecure) if target.tls else None
-    transport = TimedTransport(target, context)
+    transport = TimedTransport(target, config)
     connection = connection_for(target, transport)
     payload = uuid.uuid4().bytes
-    phases: dict[str, float | None] = {"connect": None, "tls": None}
     details: dict[str, object] = {"vhost": connection.vhost}
     succeeded = False
     try:
-        async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-            await transport.open()
+        async with tlsinfo.until(deadline):
+            conn = await transport.open()
+            phases = conn.phases()
+            if target.tls:
+                details["tls"] = conn.tls
             started = time.perf_counter_ns()
             await connection.connect()
             handshake_ms = _since(started)
-            tcp_ms = transport.tcp_ms or 0.0
-            phases["connect"] = tcp_ms + handshake_ms
-            phases["tls"] = transport.tls_ms
-            details.update(tcp_connect_ms=tcp_ms, handshake_ms=handshake_ms)
-            details.update(transport.tls_facts)
-            if context is not None:
-                details["tls_verified"] = not config.insecure
+            # The connection is usable from here: TCP connect plus the AMQP handshake.
+            phases["connect"] = conn.connect_ms + handshake_ms
+            details.update(tcp_connect_ms=conn.connect_ms, handshake_ms=handshake_ms)
             details.update(_server_facts(connection.server_properties))
 
             started = time.perf_counter_ns()
@@ -237,11 +217,6 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             latency = (delivered - started) / 1e6
             succeeded = True
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
-    # Before ValueError below: SSLCertVerificationError is a ValueError too.
-    except ssl.SSLCertVerificationError as exc:
-        raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
-    except ssl.SSLError as exc:
-        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
     except amqp_errors.ProbableAuthenticationError as exc:
         raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
     except amqp_errors.AuthenticationError as exc:
@@ -257,7 +232,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     except amqp_errors.PublishError as exc:
         raise ProbeError(f"the broker returned the message: {_reply_text(exc)}") from None
     except ConnectionResetError:
-        if transport.tcp_ms is None:
+        if transport.conn is None:
             raise
         raise ProbeError("the server reset the connection: not an AMQP broker?") from None
     finally:
@@ -283,7 +258,9 @@ async def _close(
                 await connection.close()
 
 
-def _handshake_failure(reader: RecordingReader, exc: BaseException) -> str:
+def _handshake_failure(reader: RecordingReader | None, exc: BaseException) -> str:
+    if reader is None:
+        return f"the AMQP connection failed: {_reply_text(exc)}"
     frame = reader.last_frame()
     if isinstance(frame, spec.Connection.Close):
         # E.g. "NOT_ALLOWED - vhost x not found" in answer to Connection.Open.

@@ -1,8 +1,9 @@
 """``mqtt://[user:password@]host:port`` and ``mqtts://``: connect, then a QoS 1 round trip.
 
 Every sample opens a new connection to the checked address (TLS for
-``mqtts``, the certificate checked against the URL's host name, which is also
-the SNI), sends an MQTT 3.1.1 CONNECT with a unique client id and a clean
+``mqtts`` through :mod:`probes.tlsinfo`, as every TLS probe: the certificate
+checked against the URL's host name, which is also the SNI, its facts in
+``details.tls``), sends an MQTT 3.1.1 CONNECT with a unique client id and a clean
 session, subscribes at QoS 1 to a unique topic ``switchboard/probe/<uuid>``,
 publishes a unique payload to it at QoS 1 and waits until the broker has
 delivered the message back. The publish -> receive time is the sample's
@@ -31,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import struct
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cache
 
+from probes import tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 PROTOCOL_LEVEL = 4  # MQTT 3.1.1
@@ -71,16 +71,6 @@ class Packet:
     @property
     def type(self) -> int:
         return self.kind & 0xF0
-
-
-@cache
-def tls_context(insecure: bool) -> ssl.SSLContext:
-    """Built once per mode and shared: never inside a timed phase."""
-    context = ssl.create_default_context()
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def encode_length(n: int) -> bytes:
@@ -153,33 +143,27 @@ async def read_packet(reader: asyncio.StreamReader, cap: int, first: bool = Fals
 
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
-    context = tls_context(config.insecure) if target.tls else None
     client_id = "sb-" + uuid.uuid4().hex[:20]  # 23 characters: the 3.1.1 minimum every broker takes
     topic = TOPIC_PREFIX + uuid.uuid4().hex
     payload = uuid.uuid4().bytes
     hello = connect_packet(client_id, target)
     cap = config.read_cap
-    phases: dict[str, float | None] = {"connect": None, "tls": None}
     details: dict[str, object] = {"protocol": "MQTT 3.1.1", "protocol_level": PROTOCOL_LEVEL}
-    writer: asyncio.StreamWriter | None = None
-    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+    async with tlsinfo.until(deadline):
+        conn = await tlsinfo.connect(target, tls=target.tls, insecure=config.insecure)
+        reader, writer = conn.reader, conn.writer
+        phases = conn.phases()
+        if target.tls:
+            details["tls"] = conn.tls
         try:
-            started = time.perf_counter_ns()
-            reader, writer = await asyncio.open_connection(target.address, target.port)
-            tcp_ms = _since(started)
-            if context is not None:
-                started = time.perf_counter_ns()
-                await writer.start_tls(context, server_hostname=target.host)
-                phases["tls"] = _since(started)
-                details.update(_tls_details(writer, config))
-
             started = time.perf_counter_ns()
             writer.write(hello)
             await writer.drain()
             connack = await read_packet(reader, cap, first=True)
             connack_ms = _since(started)
-            phases["connect"] = tcp_ms + connack_ms
-            details.update(tcp_connect_ms=tcp_ms, connack_ms=connack_ms)
+            # The session is usable from here: TCP connect plus CONNECT -> CONNACK.
+            phases["connect"] = conn.connect_ms + connack_ms
+            details.update(tcp_connect_ms=conn.connect_ms, connack_ms=connack_ms)
             details.update(_check_connack(connack))
 
             started = time.perf_counter_ns()
@@ -199,8 +183,6 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             await writer.drain()
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
         except ConnectionResetError:
-            if writer is None:
-                raise
             raise ProbeError(
                 "the server reset the connection instead of answering: not an MQTT broker?"
             ) from None
@@ -208,13 +190,8 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             raise ProbeError("the broker closed the connection in the middle of a packet") from None
         except struct.error:
             raise ProbeError("malformed MQTT packet: a field runs past its end") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
-        except ssl.SSLError as exc:
-            raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
         finally:
-            if writer is not None:
-                writer.transport.abort()
+            conn.abort()
 
 
 async def _round_trip(
@@ -269,18 +246,6 @@ def _check_connack(connack: Packet) -> dict[str, object]:
             CONNACK_CODES.get(code, f"the broker refused the connection (code {code})")
         )
     return {"connack_code": code, "session_present": bool(flags & 0x01)}
-
-
-def _tls_details(writer: asyncio.StreamWriter, config: ProbeConfig) -> dict[str, object]:
-    ssl_object = writer.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return {}
-    cipher = ssl_object.cipher()
-    return {
-        "tls_version": ssl_object.version(),
-        "tls_cipher": cipher[0] if cipher else None,
-        "tls_verified": not config.insecure,
-    }
 
 
 def _since(started: int) -> float:

@@ -15,8 +15,9 @@ contains no application time.
 
 Phases: ``connect`` is the TCP connect plus INFO -> CONNECT/PING -> PONG;
 ``tls`` is the TLS upgrade a server asks for with ``tls_required`` in its INFO
-(the certificate checked against the URL's host name, which is also the
-SNI), kept out of ``connect``. ``details`` breaks the connect down
+(with :mod:`probes.tlsinfo`'s contexts, as every TLS probe: the certificate
+checked against the URL's host name, which is also the SNI, its facts in
+``details.tls``), kept out of ``connect``. ``details`` breaks the connect down
 (``tcp_connect_ms``, ``handshake_ms``) and carries the INFO facts:
 ``server_id``, ``server_name``, ``version``, ``proto``, ``jetstream``
 (whether JetStream is available), ``max_payload``, ``headers``,
@@ -40,9 +41,9 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
+from probes import tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 SUBJECT_PREFIX = "switchboard.probe."
@@ -65,16 +66,6 @@ CLIENT_FACTS = {
     "version": "1",
     "protocol": 1,
 }
-
-
-@cache
-def tls_context(insecure: bool) -> ssl.SSLContext:
-    """Built once per mode and shared: never inside a timed phase."""
-    context = ssl.create_default_context()
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def credentials(target: Target) -> dict[str, str]:
@@ -186,36 +177,80 @@ def info_facts(info: dict[str, Any]) -> dict[str, object]:
     return facts
 
 
+@dataclass
+class Opened:
+    """A connection up to the server's INFO (and the TLS upgrade it asked for)."""
+
+    nats: Connection
+    info: dict[str, Any]
+    tcp_ms: float
+    info_ms: float
+    tls_ms: float | None = None
+    tls: dict[str, Any] | None = None
+
+
+async def open_connection(target: Target, config: ProbeConfig, verify: bool) -> Opened:
+    sock, tcp_ms = await tlsinfo.tcp_connect(target)
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        nats = Connection(reader, writer, config.read_cap)
+        started = time.perf_counter_ns()
+        info = parse_info(await nats.line())
+        opened = Opened(nats, info, tcp_ms, _since(started))
+        if info.get("tls_required"):
+            # NATS upgrades after its plain-text INFO; the context and the
+            # name are the ones every TLS probe uses (probes.tlsinfo).
+            context = tlsinfo.client_context(verify=verify)
+            started = time.perf_counter_ns()
+            try:
+                await writer.start_tls(context, server_hostname=tlsinfo.server_name(target))
+            except ssl.SSLCertVerificationError as exc:
+                reason = exc.verify_message or exc.reason or str(exc)
+                raise tlsinfo.CertificateVerifyError(str(reason), round(tcp_ms, 3)) from None
+            except ssl.SSLError as exc:
+                raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
+            opened.tls_ms = _since(started)
+            opened.tls = tlsinfo.session_facts(writer.get_extra_info("ssl_object"))
+            opened.tls.update(verified=verify, verify_error=None)
+        return opened
+    except BaseException:
+        writer.transport.abort()
+        raise
+
+
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
-    context = tls_context(config.insecure)  # only used when the server asks for TLS
     subject = SUBJECT_PREFIX + uuid.uuid4().hex
     inbox = INBOX_PREFIX + uuid.uuid4().hex
     payload = uuid.uuid4().hex.encode()
     hello = b"CONNECT " + json.dumps({**CLIENT_FACTS, **credentials(target)}).encode()
-    phases: dict[str, float | None] = {"connect": None, "tls": None}
-    writer: asyncio.StreamWriter | None = None
-    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+    async with tlsinfo.until(deadline):
         try:
-            started = time.perf_counter_ns()
-            reader, writer = await asyncio.open_connection(target.address, target.port)
-            tcp_ms = _since(started)
-            nats = Connection(reader, writer, config.read_cap)
-
-            started = time.perf_counter_ns()
-            info = parse_info(await nats.line())
-            info_ms = _since(started)
-            details = info_facts(info)
-            if info.get("tls_required"):
-                started = time.perf_counter_ns()
-                await writer.start_tls(context, server_hostname=target.host)
-                phases["tls"] = _since(started)
-                details.update(_tls_details(writer, config))
+            opened = await open_connection(target, config, verify=True)
+        except tlsinfo.CertificateVerifyError as exc:
+            if not config.insecure:
+                raise
+            # As tlsinfo.connect does: measure a fresh connection that does not
+            # verify, and report why the certificate did not.
+            opened = await open_connection(target, config, verify=False)
+            assert opened.tls is not None
+            opened.tls["verify_error"] = exc.reason
+        nats = opened.nats
+        details = info_facts(opened.info)
+        if opened.tls is not None:
+            details["tls"] = opened.tls
+        try:
             started = time.perf_counter_ns()
             await nats.send(hello + b"\r\nPING\r\n")
             await nats.pong()
-            handshake_ms = info_ms + _since(started)
-            phases["connect"] = tcp_ms + handshake_ms
-            details.update(tcp_connect_ms=tcp_ms, handshake_ms=handshake_ms)
+            handshake_ms = opened.info_ms + _since(started)
+            # The server has accepted the client from here: TCP connect, INFO,
+            # CONNECT and PING -> PONG; a TLS upgrade is timed apart.
+            phases = {"connect": opened.tcp_ms + handshake_ms, "tls": opened.tls_ms}
+            details.update(tcp_connect_ms=opened.tcp_ms, handshake_ms=handshake_ms)
 
             started = time.perf_counter_ns()
             await nats.send(f"SUB {subject} 1\r\nSUB {inbox} 2\r\nPING\r\n".encode())
@@ -228,16 +263,9 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             latency = await _serve_until_reply(nats, subject, inbox, payload, started)
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
         except ConnectionResetError:
-            if writer is None:
-                raise
             raise ProbeError("the server reset the connection: not a NATS server?") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
-        except ssl.SSLError as exc:
-            raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
         finally:
-            if writer is not None:
-                writer.transport.abort()
+            nats.writer.transport.abort()
 
 
 async def _serve_until_reply(
@@ -251,18 +279,6 @@ async def _serve_until_reply(
             await nats.send(reply + message.data + b"\r\n")
         elif message.subject == inbox and message.data == payload:
             return _since(started)
-
-
-def _tls_details(writer: asyncio.StreamWriter, config: ProbeConfig) -> dict[str, object]:
-    ssl_object = writer.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return {}
-    cipher = ssl_object.cipher()
-    return {
-        "tls_version": ssl_object.version(),
-        "tls_cipher": cipher[0] if cipher else None,
-        "tls_verified": not config.insecure,
-    }
 
 
 def _since(started: int) -> float:

@@ -1,13 +1,16 @@
 """``redis://[[user]:password@]host:port[/db]`` and ``rediss://``: a PING round trip.
 
 Every sample opens a new TCP connection to the checked address, upgrades it
-to TLS for ``rediss`` (the certificate is checked against the URL's host
-name), authenticates when the URL carries a password (``AUTH password``, or
-``AUTH user password`` for an ACL user), selects the database from the path,
-and then times ``PING`` -> ``+PONG``: that round trip is the sample's latency.
+to TLS for ``rediss`` (through :mod:`probes.tlsinfo`, as every TLS probe:
+the certificate is checked against the URL's host name, which is also the
+SNI; ``--insecure`` still reports why it did not verify), authenticates when
+the URL carries a password (``AUTH password``, or ``AUTH user password`` for
+an ACL user), selects the database from the path, and then times ``PING`` ->
+``+PONG``: that round trip is the sample's latency.
 
-Phases: ``connect`` is the TCP connect, ``tls`` the TLS handshake. The AUTH
-and SELECT round trips are reported in ``details`` (``auth_ms``,
+Phases: ``connect`` is the TCP connect, ``tls`` the TLS handshake, whose
+facts (version, cipher, certificate, ``verified``) are ``details.tls``. The
+AUTH and SELECT round trips are reported in ``details`` (``auth_ms``,
 ``select_ms``), not in the latency. ``INFO server`` and ``INFO replication``
 are read after the timed PING for ``redis_version``, ``redis_mode`` and
 ``role``; a server whose ACL forbids INFO still answers the probe.
@@ -23,11 +26,10 @@ deadline for everything, and a clear message when the peer is not Redis.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
-from functools import cache
 from urllib.parse import unquote
 
+from probes import tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 PING = b"*1\r\n$4\r\nPING\r\n"
@@ -41,16 +43,6 @@ RespValue = str | int | bytes | list["RespValue"] | None
 
 class RedisReplyError(Exception):
     """A RESP error reply (``-ERR ...``); the text is the server's."""
-
-
-@cache
-def tls_context(insecure: bool) -> ssl.SSLContext:
-    """Built once per mode and shared: never inside a timed phase."""
-    context = ssl.create_default_context()
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def database(target: Target) -> int:
@@ -125,21 +117,14 @@ async def call(
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     db = database(target)
-    context = tls_context(config.insecure) if target.tls else None
-    phases: dict[str, float | None] = {"connect": None, "tls": None}
+    cap = config.read_cap
     details: dict[str, object] = {}
-    writer: asyncio.StreamWriter | None = None
-    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+    async with tlsinfo.until(deadline):
+        conn = await tlsinfo.connect(target, tls=target.tls, insecure=config.insecure)
+        reader, writer = conn.reader, conn.writer
+        if target.tls:
+            details["tls"] = conn.tls
         try:
-            started = time.perf_counter_ns()
-            reader, writer = await asyncio.open_connection(target.address, target.port)
-            phases["connect"] = _since(started)
-            if context is not None:
-                started = time.perf_counter_ns()
-                await writer.start_tls(context, server_hostname=target.host)
-                phases["tls"] = _since(started)
-                details.update(_tls_details(writer, config))
-            cap = config.read_cap
             if target.password is not None:
                 details["auth_ms"] = await _auth(reader, writer, target, cap)
             if db:
@@ -163,24 +148,17 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
                 raise ProbeError(f"unexpected reply to PING: {preview(repr(reply).encode())}")
 
             details.update(await _server_facts(reader, writer, cap))
-            return Sample(latency_ms=latency, phases_ms=phases, details=details)
+            return Sample(latency_ms=latency, phases_ms=conn.phases(), details=details)
         except ConnectionResetError:
             # A server of another protocol (RabbitMQ, Mosquitto) drops the
             # connection on the first bytes it cannot parse.
-            if phases["connect"] is None:
-                raise
             raise ProbeError(
                 "the server reset the connection instead of answering: not a Redis server?"
             ) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ProbeError(f"certificate verification failed: {exc.verify_message}") from None
-        except ssl.SSLError as exc:
-            raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
         finally:
-            if writer is not None:
-                # No graceful close: the replies have all been read, and a TLS
-                # close_notify exchange could outlive the deadline.
-                writer.transport.abort()
+            # No graceful close: the replies have all been read, and a TLS
+            # close_notify exchange could outlive the deadline.
+            conn.abort()
 
 
 async def _auth(
@@ -226,18 +204,6 @@ async def _server_facts(
             )
             facts.update({key: fields[key] for key in keys if key in fields})
     return facts
-
-
-def _tls_details(writer: asyncio.StreamWriter, config: ProbeConfig) -> dict[str, object]:
-    ssl_object = writer.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return {}
-    cipher = ssl_object.cipher()
-    return {
-        "tls_version": ssl_object.version(),
-        "tls_cipher": cipher[0] if cipher else None,
-        "tls_verified": not config.insecure,
-    }
 
 
 def _since(started: int) -> float:

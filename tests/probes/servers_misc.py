@@ -8,7 +8,7 @@
   holds it, as servers of other protocols do (SSH, FTP, SMTP).
 - :class:`NatsServer`: a real ``nats-server`` on a random port (``-p -1``),
   optionally with a user and password or TLS.
-- :func:`trusted_ca`: a CA the probes' default TLS contexts trust for the test.
+- :func:`trusted_ca`: a CA the probes trust for the test (``PROBE_CA_FILE``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from probes import amqp, mqtt, nats, redis
+from probes import tlsinfo
 from probes.base import ProbeConfig, Sample, Target
 from probes.guard import resolve_target
 from probes.registry import ProbeFn
@@ -170,29 +170,15 @@ class NatsServer:
         self.close()
 
 
-def _clear_tls_caches() -> None:
-    for module in (amqp, mqtt, nats, redis):
-        module.tls_context.cache_clear()
-
-
 @contextlib.contextmanager
 def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[trustme.CA]:
-    """A throwaway CA that ``ssl.create_default_context()`` trusts inside the block.
-
-    OpenSSL reads ``SSL_CERT_FILE`` when a default context loads its CAs, and
-    the probes cache their contexts, so the caches are cleared on both sides.
-    """
+    """A throwaway CA the probes trust inside the block (``PROBE_CA_FILE``)."""
     ca = trustme.CA()
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     with monkeypatch.context() as patch:
-        patch.setenv("SSL_CERT_FILE", str(bundle))
-        _clear_tls_caches()
-        try:
-            yield ca
-        finally:
-            patch.undo()
-            _clear_tls_caches()
+        patch.setenv(tlsinfo.ENV_CA_FILE, str(bundle))
+        yield ca
 
 
 async def target_for(url: str) -> Target:

@@ -154,8 +154,8 @@ def test_amqps_through_tls_names_the_host_and_verifies(
         assert sample.ok and sample.details["product"] == "RabbitMQ"
         tls_ms = sample.phases_ms["tls"]
         assert tls_ms is not None and tls_ms > 0
-        assert sample.details["tls_verified"] is True
-        assert str(sample.details["tls_version"]).startswith("TLSv1.")
+        assert sample.details["tls"]["verified"] is True
+        assert str(sample.details["tls"]["version"]).startswith("TLSv1.")
         assert front.sni == ["localhost"]
 
 
@@ -165,7 +165,7 @@ def test_amqps_refuses_a_certificate_for_another_name(
     with (
         trusted_ca(tmp_path, monkeypatch) as ca,
         TLSFront(ca, rabbitmq_port, names=("other.example",)) as front,
-        pytest.raises(ProbeError, match="certificate verification failed: Hostname mismatch"),
+        pytest.raises(ProbeError, match="certificate verify failed: Hostname mismatch"),
     ):
         take(amqp.probe, f"amqps://localhost:{front.port}")
 

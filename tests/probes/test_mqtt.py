@@ -128,12 +128,12 @@ def test_mqtts_through_tls_names_the_host_and_verifies(
 ) -> None:
     with trusted_ca(tmp_path, monkeypatch) as ca, TLSFront(ca, mosquitto_port) as front:
         sample = take(mqtt.probe, f"mqtts://localhost:{front.port}")
-        assert sample.ok and sample.details["tls_verified"] is True
+        assert sample.ok and sample.details["tls"]["verified"] is True
         tls_ms = sample.phases_ms["tls"]
         assert tls_ms is not None and tls_ms > 0
         assert front.sni == ["localhost"]
         # The same server by its address: the certificate names only "localhost".
-        with pytest.raises(ProbeError, match="verification failed: IP address mismatch"):
+        with pytest.raises(ProbeError, match="verify failed: IP address mismatch"):
             take(mqtt.probe, f"mqtts://127.0.0.1:{front.port}")
 
 
@@ -143,10 +143,10 @@ def test_mqtts_with_an_untrusted_certificate_needs_insecure(
     with trusted_ca(tmp_path, monkeypatch) as ca:
         front = TLSFront(ca, mosquitto_port)
     with front:
-        with pytest.raises(ProbeError, match="certificate verification failed"):
+        with pytest.raises(ProbeError, match="certificate verify failed"):
             take(mqtt.probe, f"mqtts://localhost:{front.port}")
         sample = take(mqtt.probe, f"mqtts://localhost:{front.port}", insecure=True)
-        assert sample.ok and sample.details["tls_verified"] is False
+        assert sample.ok and sample.details["tls"]["verified"] is False
 
 
 def test_through_the_runner(mosquitto_port: int) -> None:

@@ -119,10 +119,30 @@ def test_a_server_that_requires_tls_gets_a_verified_upgrade(
             assert sample.ok and sample.details["tls_required"] is True
             tls_ms = sample.phases_ms["tls"]
             assert tls_ms is not None and tls_ms > 0
-            assert sample.details["tls_verified"] is True
+            assert sample.details["tls"]["verified"] is True
             # By address the certificate (for "localhost" only) does not match.
-            with pytest.raises(ProbeError, match="verification failed: IP address mismatch"):
+            with pytest.raises(ProbeError, match="verify failed: IP address mismatch"):
                 take(nats.probe, f"nats://127.0.0.1:{server.port}")
+
+
+def test_an_untrusted_certificate_needs_insecure_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trusted_ca(tmp_path, monkeypatch) as ca:
+        cert = tmp_path / "cert.pem"
+        key = tmp_path / "key.pem"
+        issued = ca.issue_cert("localhost")
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+    # The CA is not trusted outside the block.
+    with NatsServer(tmp_path, "--tls", "--tlscert", str(cert), "--tlskey", str(key)) as server:
+        with pytest.raises(ProbeError, match="certificate verify failed"):
+            take(nats.probe, f"nats://localhost:{server.port}")
+        sample = take(nats.probe, f"nats://localhost:{server.port}", insecure=True)
+        assert sample.ok
+        tls = sample.details["tls"]
+        assert tls["verified"] is False and "issuer" in tls["verify_error"]
+        assert sample.phases_ms["tls"] is not None
 
 
 def test_a_server_of_another_protocol_that_speaks_first(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def test_rediss_verifies_the_certificate_against_the_url_host(
         assert sample.details["redis_version"] == redis_info(redis_port, "server")["redis_version"]
         tls_ms = sample.phases_ms["tls"]
         assert tls_ms is not None and tls_ms > 0
-        assert str(sample.details["tls_version"]).startswith("TLSv1.")
-        assert sample.details["tls_verified"] is True
+        assert str(sample.details["tls"]["version"]).startswith("TLSv1.")
+        assert sample.details["tls"]["verified"] is True
         # The probe connected to the resolved address but named the host.
         assert front.sni == ["localhost"]
 
@@ -134,7 +134,7 @@ def test_rediss_refuses_a_certificate_for_another_name(
     with (
         trusted_ca(tmp_path, monkeypatch) as ca,
         TLSFront(ca, redis_port, names=("other.example",)) as front,
-        pytest.raises(ProbeError, match="certificate verification failed: Hostname mismatch"),
+        pytest.raises(ProbeError, match="certificate verify failed: Hostname mismatch"),
     ):
         take(redis.probe, f"rediss://localhost:{front.port}")
 
@@ -146,10 +146,12 @@ def test_rediss_refuses_an_untrusted_certificate_unless_insecure(
         front = TLSFront(ca, redis_port)
     # Outside the block the throwaway CA is no longer trusted.
     with front:
-        with pytest.raises(ProbeError, match="certificate verification failed"):
+        with pytest.raises(ProbeError, match="certificate verify failed"):
             take(redis.probe, f"rediss://localhost:{front.port}")
         sample = take(redis.probe, f"rediss://localhost:{front.port}", insecure=True)
-        assert sample.ok and sample.details["tls_verified"] is False
+        assert sample.ok and sample.details["tls"]["verified"] is False
+        assert "issuer" in sample.details["tls"]["verify_error"]
+        assert sample.details["tls"]["sans"] == ["localhost"]
 
 
 def test_through_the_runner_the_result_has_the_contract_shape(redis_port: int) -> None:
