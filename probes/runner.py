@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -90,7 +91,9 @@ async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline
         # A bug in a probe module must not take the run down; it is recorded
         # (and logged with its traceback) like any other failure.
         if not isinstance(exc, OSError | ProbeError):
-            logger.exception("probe %s raised unexpectedly", target.url)
+            # Logged scrubbed: the exception's message might quote the password.
+            trace = "".join(traceback.format_exception(exc))
+            logger.error("probe %s raised unexpectedly:\n%s", target.url, scrub(trace, target))
         sample = Sample(ok=False, error=describe_error(exc))
     elapsed_ms = (time.perf_counter_ns() - started) / 1e6
     if sample.ok and sample.latency_ms is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from probes.base import PHASES
+from probes.responder import Responder
 from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +145,15 @@ def test_passwords_never_appear_in_any_output(closed_tcp_port: int) -> None:
     assert refused.returncode == 2
     assert "hunter2" not in refused.stdout + refused.stderr
     assert "admin:****@" in refused.stderr
+
+
+def test_throughput_against_the_responder(responder: Responder) -> None:
+    proc = probe(
+        f"tcp://127.0.0.1:{responder.tcp_port}", "--count", "1", "--throughput",
+        "--timeout", "10", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["throughput_bps"] > 0
+    assert result["phases_ms"]["transfer"] is not None and result["phases_ms"]["ttfb"] is not None
+    assert result["details"]["bytes_read"] == 256 * 1024 * 1024

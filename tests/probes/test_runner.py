@@ -8,16 +8,17 @@ import time
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.base import ProbeConfig, ProbeError, ProbeResult, Sample, Target
 from probes.guard import GuardError
 from probes.runner import (
     probe_budget_s,
     run_many,
+    run_probe,
     run_probe_sync,
     summarize,
     take_sample,
 )
-from tests.probes.conftest import TCPListener, open_fds, wait_until
+from tests.probes.conftest import TCPListener, UDPEchoServer, open_fds, wait_until
 
 
 def test_a_closed_port_fails_fast_as_refused(allow_loopback: str, closed_tcp_port: int) -> None:
@@ -231,3 +232,44 @@ def test_run_many_probes_concurrently_and_keeps_order(allow_loopback: str) -> No
     others = results[:3] + results[4:]
     assert all(r.ok and r.succeeded == 3 for r in others)
     assert [r.target for r in others] == [f"tcp://127.0.0.1:{lst.port}" for lst in listeners]
+
+
+class DelayedEcho(UDPEchoServer):
+    """An echo that takes 60 ms to answer each datagram."""
+
+    def on_readable(self) -> None:
+        data, peer = self.sock.recvfrom(65535)
+        time.sleep(0.06)  # the server's own pace; the test waits on nothing fixed
+        self.sock.sendto(data, peer)
+
+
+def test_the_schedule_is_kept_on_the_clock_not_slept_after_each_sample(
+    allow_loopback: str,
+) -> None:
+    # Samples of 60 ms, one every 100 ms: on the clock, 5 samples end within
+    # 4 x 100 ms of each other; sleeping 100 ms after each would take 4 x 160.
+    ended: list[float] = []
+    with DelayedEcho().start() as server:
+        result = run_probe_sync(
+            f"udp://127.0.0.1:{server.port}",
+            ProbeConfig(count=5, interval_ms=100, timeout_s=2),
+            on_sample=lambda i, s: ended.append(time.monotonic()),
+        )
+    assert result.succeeded == 5
+    assert result.latency_ms is not None and result.latency_ms.min >= 60
+    assert ended[-1] - ended[0] < 0.56
+
+
+def test_the_whole_probe_is_bounded_by_count_times_interval_plus_timeout(
+    allow_loopback: str, silent_udp: int
+) -> None:
+    config = ProbeConfig(count=4, interval_ms=10, timeout_s=0.2)
+
+    async def timed() -> tuple[float, ProbeResult]:
+        started = time.monotonic()
+        result = await run_probe(f"udp://127.0.0.1:{silent_udp}", config)
+        return time.monotonic() - started, result
+
+    elapsed, result = asyncio.run(timed())
+    assert result.samples == 4 and result.loss == 1.0
+    assert elapsed <= probe_budget_s(config) * 1.1
