@@ -20,14 +20,20 @@ cut there and reported as ``truncated``. Interim ``1xx`` responses (such as
 ``103 Early Hints``) are skipped; the first byte of the first one still ends
 ``ttfb``, as in curl.
 
+The first and last byte times are those at which asyncio handed the bytes to
+the connection's protocol (:class:`probes.tlsinfo.TimedStreamProtocol`), after
+TLS decryption, like curl's ``SSL_read``; they do not include the delay before
+the waiting task runs again, which on a loaded machine reached milliseconds
+(``bench/accuracy.py``).
+
 Status policy: 1xx-3xx count as answered; 4xx and 5xx make the sample fail
 with ``HTTP <status> <reason>`` (the phases are still measured, and the status
 is in ``details``). A redirect is reported with its status and ``Location``
 and never followed.
 
-``--throughput``: ``Sample.transfer_bytes`` counts the bytes read after the
-first read returned, over ``transfer_s``, the transfer phase; bytes in that
-first read arrived before the phase started and are not counted.
+``--throughput``: ``Sample.transfer_bytes`` counts the bytes that arrived after
+the first arrival, over ``transfer_s``, the transfer phase (first to last
+arrival); the bytes of the first arrival came before the phase started.
 """
 
 from __future__ import annotations
@@ -276,6 +282,8 @@ async def exchange(
     parses the body); the rest are counted and dropped.
     """
     reader, writer = conn.reader, conn.writer
+    arrivals = conn.protocol
+    arrivals.reset()
     started = time.perf_counter_ns()
     writer.write(request)
     await writer.drain()
@@ -283,17 +291,14 @@ async def exchange(
         first = await reader.read(READ_CHUNK)
     except ConnectionResetError:
         raise ProbeError("connection reset before any response (not an HTTP server?)") from None
-    first_ns = time.perf_counter_ns()
     if not first:
         raise ProbeError("connection closed before any response (not an HTTP server?)")
+    # When the first byte arrived (noted by the protocol), not when this task woke up.
+    first_ns = arrivals.first_data_ns or time.perf_counter_ns()
     buffer = bytearray(first)
-    transfer_bytes = 0
 
     async def more() -> bytes:
-        nonlocal transfer_bytes
-        chunk = await reader.read(READ_CHUNK)
-        transfer_bytes += len(chunk)
-        return chunk
+        return await reader.read(READ_CHUNK)
 
     # Headers, skipping interim 1xx responses.
     while True:
@@ -370,7 +375,7 @@ async def exchange(
             data = await more()
             if not data:
                 break
-    last_ns = time.perf_counter_ns()
+    last_ns = arrivals.last_data_ns or time.perf_counter_ns()
     return HttpResponse(
         version=head.version,
         status=head.status,
@@ -383,7 +388,7 @@ async def exchange(
         tls_ms=conn.tls_ms,
         ttfb_ms=(first_ns - started) / 1e6,
         transfer_ms=(last_ns - first_ns) / 1e6,
-        transfer_bytes=transfer_bytes,
+        transfer_bytes=arrivals.bytes_after_first,
         tls=conn.tls,
     )
 

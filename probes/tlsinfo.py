@@ -145,10 +145,51 @@ def session_facts(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str,
 # --- Timed connections ----------------------------------------------------------------
 
 
+class TimedStreamProtocol(asyncio.StreamReaderProtocol):
+    """A StreamReaderProtocol that notes when bytes arrive.
+
+    asyncio calls ``connection_made`` (for TLS: the moment the handshake
+    completes) and ``data_received`` synchronously from the transport, so the
+    times noted here are when the handshake finished and when application bytes
+    arrived (decrypted, for TLS), not when the task waiting for them was next
+    scheduled. On a busy machine that wake-up can lag by milliseconds.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.connected_ns: int | None = None
+        self.first_data_ns: int | None = None
+        self.first_chunk = 0
+        self.last_data_ns: int | None = None
+        self.bytes_after_first = 0
+
+    def reset(self) -> None:
+        """Forget earlier arrivals: the next bytes are the answer to what is sent now."""
+        self.first_data_ns = None
+        self.first_chunk = 0
+        self.last_data_ns = None
+        self.bytes_after_first = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected_ns = time.perf_counter_ns()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        if self.first_data_ns is None:
+            self.first_data_ns = now
+            self.first_chunk = len(data)
+        else:
+            self.bytes_after_first += len(data)
+        self.last_data_ns = now
+        super().data_received(data)
+
+
 @dataclass
 class Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    protocol: TimedStreamProtocol
     connect_ms: float
     tls_ms: float | None = None
     tls: dict[str, Any] = field(default_factory=dict)
@@ -202,35 +243,55 @@ def server_name(target: Target) -> str:
     return target.host.strip("[]")
 
 
+async def open_stream(
+    sock: socket.socket,
+    context: ssl.SSLContext | None = None,
+    hostname: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, TimedStreamProtocol]:
+    """Streams over a connected socket (TLS handshake included when ``context`` is given).
+
+    ``asyncio.open_connection`` with a :class:`TimedStreamProtocol` in place of
+    the plain one; the socket is closed on any failure.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=STREAM_LIMIT)
+    protocol = TimedStreamProtocol(reader)
+    try:
+        if context is None:
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+        else:
+            transport, _ = await loop.create_connection(
+                lambda: protocol,
+                sock=sock,
+                ssl=context,
+                server_hostname=hostname,
+                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            )
+    except BaseException:
+        sock.close()
+        raise
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop), protocol
+
+
 async def _handshake(
     sock: socket.socket, target: Target, context: ssl.SSLContext
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, float]:
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, TimedStreamProtocol, float]:
     started = time.perf_counter_ns()
     try:
-        reader, writer = await asyncio.open_connection(
-            sock=sock,
-            ssl=context,
-            server_hostname=server_name(target),
-            ssl_shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            limit=STREAM_LIMIT,
-        )
+        reader, writer, protocol = await open_stream(sock, context, server_name(target))
     except ssl.SSLCertVerificationError as exc:
-        sock.close()
         reason = exc.verify_message or exc.reason or str(exc)
         raise CertificateVerifyError(str(reason)) from exc
+    except (ssl.SSLEOFError, ConnectionError) as exc:
+        raise ProbeError("TLS handshake failed: the peer closed the connection") from exc
     except ssl.SSLError as exc:
-        sock.close()
         reason = exc.reason or str(exc)
         if reason == "WRONG_VERSION_NUMBER":
             reason += " (the server does not speak TLS on this port?)"
         raise ProbeError(f"TLS handshake failed: {reason}") from exc
-    except ConnectionError as exc:
-        sock.close()
-        raise ProbeError("TLS handshake failed: the peer closed the connection") from exc
-    except BaseException:
-        sock.close()
-        raise
-    return reader, writer, _elapsed_ms(started)
+    # The handshake ended when asyncio called connection_made, not when we woke up.
+    finished = protocol.connected_ns or time.perf_counter_ns()
+    return reader, writer, protocol, (finished - started) / 1e6
 
 
 async def connect(
@@ -239,17 +300,13 @@ async def connect(
     """Open a new connection to the target, timing the TCP connect and TLS handshake."""
     if not tls:
         sock, connect_ms = await tcp_connect(target)
-        try:
-            reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
-        except BaseException:
-            sock.close()
-            raise
-        return Connection(reader, writer, connect_ms)
+        reader, writer, protocol = await open_stream(sock)
+        return Connection(reader, writer, protocol, connect_ms)
 
     verifying = client_context(verify=True, alpn=alpn)
     sock, connect_ms = await tcp_connect(target)
     try:
-        reader, writer, tls_ms = await _handshake(sock, target, verifying)
+        reader, writer, protocol, tls_ms = await _handshake(sock, target, verifying)
     except CertificateVerifyError as exc:
         exc.connect_ms = round(connect_ms, 3)
         if not insecure:
@@ -257,19 +314,20 @@ async def connect(
         # Measure on a fresh connection that does not verify; report why it failed.
         permissive = client_context(verify=False, alpn=alpn)
         sock, connect_ms = await tcp_connect(target)
-        reader, writer, tls_ms = await _handshake(sock, target, permissive)
+        reader, writer, protocol, tls_ms = await _handshake(sock, target, permissive)
         facts = session_facts(writer.get_extra_info("ssl_object"))
         facts.update(verified=False, verify_error=exc.reason)
-        return Connection(reader, writer, connect_ms, tls_ms, facts)
+        return Connection(reader, writer, protocol, connect_ms, tls_ms, facts)
     facts = session_facts(writer.get_extra_info("ssl_object"))
     facts.update(verified=True, verify_error=None)
-    return Connection(reader, writer, connect_ms, tls_ms, facts)
+    return Connection(reader, writer, protocol, connect_ms, tls_ms, facts)
 
 
 async def inspect_unverified(target: Target, alpn: Sequence[str] = ()) -> dict[str, Any]:
     """TLS facts from an untimed handshake that does not verify (after a verify failure)."""
     sock, _ = await tcp_connect(target)
-    _reader, writer, _ = await _handshake(sock, target, client_context(verify=False, alpn=alpn))
+    context = client_context(verify=False, alpn=alpn)
+    _reader, writer, _protocol, _ms = await _handshake(sock, target, context)
     try:
         return session_facts(writer.get_extra_info("ssl_object"))
     finally:

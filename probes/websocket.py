@@ -6,8 +6,13 @@ WebSocket protocol itself is ``websockets``' Sans-I/O ``ClientProtocol``, fed
 from those same streams, so no second resolution or hidden connect happens and
 every phase is timed where its bytes move:
 
-- ``upgrade``: from writing the upgrade request to having the ``101`` response;
-- ``echo``: from writing a unique text message to reading the same text back.
+- ``upgrade``: from writing the upgrade request to the arrival of the bytes
+  that completed the ``101`` response;
+- ``echo``: from writing a unique text message to the arrival of the bytes
+  that brought the same text back.
+
+Arrival times are noted by :class:`probes.tlsinfo.TimedStreamProtocol` as
+asyncio hands the bytes over, not when this task next runs.
 
 The sample's latency is connect + tls + upgrade: the time to a usable socket.
 A server that does not echo is still answered (``details.echo`` is false); the
@@ -47,6 +52,8 @@ class _Session:
         self.protocol = protocol
         self.pending: list[Frame] = []
         self.closed = False
+        self.arrived_ns = 0
+        self.received = 0
 
     async def flush(self) -> None:
         for data in self.protocol.data_to_send():
@@ -57,7 +64,10 @@ class _Session:
     async def receive(self) -> list[Any]:
         """Read once from the network; the events it produced (pongs are sent at once)."""
         data = await self.conn.reader.read(READ_CHUNK)
+        # When the newest of these bytes reached the protocol, not when we woke up.
+        self.arrived_ns = self.conn.protocol.last_data_ns or time.perf_counter_ns()
         if data:
+            self.received += len(data)
             self.protocol.receive_data(data)
         else:
             self.closed = True
@@ -81,6 +91,8 @@ class _Session:
                     # A server may send a first message right behind the 101.
                     self.pending.extend(e for e in events[index + 1 :] if isinstance(e, Frame))
                     return event
+            if self.closed and not self.received:
+                raise ProbeError("connection closed before the WebSocket upgrade response")
             if self.protocol.handshake_exc is not None:
                 cause = self.protocol.handshake_exc.__cause__
                 reason = f"{self.protocol.handshake_exc}" + (f" ({cause})" if cause else "")
@@ -134,16 +146,18 @@ async def _exchange(
     protocol.send_request(request)
     session = _Session(conn, protocol)
 
+    conn.protocol.reset()
     started = time.perf_counter_ns()
     await session.flush()
     response = await session.upgrade()
-    upgrade_ms = (time.perf_counter_ns() - started) / 1e6
+    upgrade_ms = (session.arrived_ns - started) / 1e6
 
     token = f"switchboard-probe-{uuid.uuid4().hex}".encode()
     wait_s = min(ECHO_WAIT_S, 0.9 * (deadline - time.monotonic()))
+    conn.protocol.reset()
     echo_started = time.perf_counter_ns()
     echoed = await session.echo(token, wait_s) if wait_s > 0 else False
-    echo_ms = (time.perf_counter_ns() - echo_started) / 1e6 if echoed else None
+    echo_ms = (session.arrived_ns - echo_started) / 1e6 if echoed else None
 
     if not session.closed:
         protocol.send_close(1000)
