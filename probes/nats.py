@@ -105,7 +105,7 @@ class Connection:
                 raise ProbeError(f"not a NATS server: it answered {preview(exc.partial)}") from None
             raise ProbeError("the server closed the connection") from None
         except asyncio.LimitOverrunError:
-            raise ProbeError("not a NATS server: a line longer than 64 KiB") from None
+            raise ProbeError("not a NATS server: a protocol line without an end") from None
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)

@@ -78,7 +78,7 @@ async def read_reply(reader: asyncio.StreamReader, cap: int, depth: int = 0) -> 
             raise ProbeError(f"not a Redis server: it answered {preview(exc.partial)}") from None
         raise ProbeError("the server closed the connection without a Redis reply") from None
     except asyncio.LimitOverrunError:
-        raise ProbeError("not a Redis server: a reply line longer than 64 KiB") from None
+        raise ProbeError("not a Redis server: a reply line without an end") from None
     kind, body = line[:1], line[1:-2]
     if kind == b"+":
         return body.decode("utf-8", "replace")

@@ -200,3 +200,11 @@ def test_cli_silent_target_is_exit_1_as_a_timeout(silent_tcp: TCPListener) -> No
     proc = manage_probe(f"nats://127.0.0.1:{silent_tcp.port}", "--count", "1", "--timeout", "0.5")
     assert proc.returncode == 1
     assert "timed out" in proc.stderr
+
+
+def test_an_endless_first_line_is_not_read_forever() -> None:
+    with (
+        BannerServer(b"x" * (256 * 1024)) as flood,
+        pytest.raises(ProbeError, match="not a NATS server: a protocol line without an end"),
+    ):
+        take(nats.probe, f"nats://127.0.0.1:{flood.port}")

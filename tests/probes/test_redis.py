@@ -14,6 +14,7 @@ from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener
 from tests.probes.servers_misc import (
+    BannerServer,
     TLSFront,
     elapsed_error,
     manage_probe,
@@ -215,3 +216,12 @@ def test_cli_loopback_without_permission_is_exit_2(redis_port: int) -> None:
     proc = manage_probe(f"redis://127.0.0.1:{redis_port}", "--count", "1", allowed="")
     assert proc.returncode == 2
     assert proc.stdout == ""
+
+
+def test_an_endless_reply_line_is_not_read_forever() -> None:
+    # More than the stream's 1 MiB line limit, and no CR LF anywhere.
+    with (
+        BannerServer(b"+" + b"x" * (2 * 1024 * 1024)) as flood,
+        pytest.raises(ProbeError, match="not a Redis server: a reply line without an end"),
+    ):
+        take(redis.probe, f"redis://127.0.0.1:{flood.port}")
