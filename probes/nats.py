@@ -264,6 +264,8 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
         except ConnectionResetError:
             raise ProbeError("the server reset the connection: not a NATS server?") from None
+        except asyncio.IncompleteReadError:
+            raise ProbeError("the server closed the connection in the middle of a message") from None
         finally:
             nats.writer.transport.abort()
 

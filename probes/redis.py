@@ -132,7 +132,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
                 try:
                     await call(reader, writer, command("SELECT", str(db)), cap)
                 except RedisReplyError as exc:
-                    raise ProbeError(f"SELECT {db} failed: {exc}") from None
+                    raise ProbeError(_describe_error(exc, f"SELECT {db}")) from None
                 details["select_ms"] = _since(started)
                 details["db"] = db
 
@@ -142,7 +142,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             try:
                 reply = await read_reply(reader, cap)
             except RedisReplyError as exc:
-                raise ProbeError(_describe_error(exc)) from None
+                raise ProbeError(_describe_error(exc, "PING")) from None
             latency = _since(started)
             if reply != "PONG":
                 raise ProbeError(f"unexpected reply to PING: {preview(repr(reply).encode())}")
@@ -155,6 +155,8 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             raise ProbeError(
                 "the server reset the connection instead of answering: not a Redis server?"
             ) from None
+        except asyncio.IncompleteReadError:
+            raise ProbeError("the server closed the connection in the middle of a reply") from None
         finally:
             # No graceful close: the replies have all been read, and a TLS
             # close_notify exchange could outlive the deadline.
@@ -176,13 +178,11 @@ async def _auth(
     return _since(started)
 
 
-def _describe_error(exc: RedisReplyError) -> str:
+def _describe_error(exc: RedisReplyError, what: str) -> str:
     text = str(exc)
     if text.startswith("NOAUTH"):
         return f"authentication required: the server wants a password ({text})"
-    if text.startswith("WRONGPASS"):
-        return f"authentication failed: {text}"
-    return f"PING failed: {text}"
+    return f"{what} failed: {text}"
 
 
 async def _server_facts(
