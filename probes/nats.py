@@ -265,7 +265,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         except ConnectionResetError:
             raise ProbeError("the server reset the connection: not a NATS server?") from None
         except asyncio.IncompleteReadError:
-            raise ProbeError("the server closed the connection in the middle of a message") from None
+            raise ProbeError("the server closed the connection mid-message") from None
         finally:
             nats.writer.transport.abort()
 
