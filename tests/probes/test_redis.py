@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,36 @@ def test_an_acl_user_that_does_not_exist_is_refused(redis_port: int) -> None:
     with pytest.raises(ProbeError, match="authentication failed: WRONGPASS") as failure:
         take(redis.probe, f"redis://nobody-{time.time_ns()}:{secret}@127.0.0.1:{redis_port}")
     assert secret not in str(failure.value)
+
+
+@pytest.fixture
+def acl_user(redis_port: int) -> Iterator[tuple[str, str]]:
+    """A throwaway ACL user on the real Redis (unique name), removed afterwards."""
+    import redis as redis_py
+
+    name, password = f"switchboard-test-{uuid.uuid4().hex}", uuid.uuid4().hex
+    client = redis_py.Redis(host="127.0.0.1", port=redis_port)
+    try:
+        client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], commands=["+ping"])
+        yield name, password
+    finally:
+        client.acl_deluser(name)
+        client.close()
+
+
+def test_an_acl_user_logs_in_and_a_wrong_password_is_refused(
+    redis_port: int, acl_user: tuple[str, str]
+) -> None:
+    name, password = acl_user
+    sample = take(redis.probe, f"redis://{name}:{password}@127.0.0.1:{redis_port}")
+    assert sample.ok and sample.details["auth_ms"] > 0
+    # This user may only PING: INFO is refused, and the probe still answers.
+    assert "NOPERM" in str(sample.details["info_error"])
+    assert "redis_version" not in sample.details
+    wrong = "wrong-" + password
+    with pytest.raises(ProbeError, match="authentication failed: WRONGPASS") as failure:
+        take(redis.probe, f"redis://{name}:{wrong}@127.0.0.1:{redis_port}")
+    assert wrong not in str(failure.value) and password not in str(failure.value)
 
 
 def test_the_amqp_port_is_not_redis(rabbitmq_port: int) -> None:
