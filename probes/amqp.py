@@ -8,7 +8,10 @@ server-named, exclusive, auto-delete queue, consumes from it, and publishes
 one unique message to it through the default exchange. The time from the
 publish to the message arriving at the consumer is the sample's latency; the
 broker's confirm (``Basic.Ack``) time is reported as ``confirm_ms``. The queue
-disappears with the connection, so a probe leaves nothing behind.
+disappears with the connection, so a probe leaves nothing behind. A server
+of another protocol is named by what it answered; one that waits silently
+for more (Redis, reading the protocol header as an inline command) ends as
+a timeout.
 
 Credentials are the URL's; without any, AMQP's customary ``guest``/``guest``
 (a user name without a password gets ``guest`` as its password, as aiormq

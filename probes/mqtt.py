@@ -15,7 +15,10 @@ the session is usable), ``tls`` the TLS handshake in between, kept out of
 ``connack_ms``) and reports the protocol (``MQTT 3.1.1``, level 4), the
 CONNACK return code, the session-present flag and the QoS the broker granted.
 A broker that refuses the CONNECT is reported by its return code's meaning
-(e.g. "bad user name or password"); the password is never echoed.
+(e.g. "bad user name or password"); the password is never echoed. A server
+of another protocol is named by what it answered (NATS's INFO, RabbitMQ's
+protocol header); one that waits silently for more (Redis reads the CONNECT
+as the start of an inline command) can only end as a timeout.
 
 Why MQTT by hand instead of aiomqtt: aiomqtt runs paho-mqtt's blocking
 ``connect()`` (TCP connect and TLS handshake) in a thread-pool executor. That

@@ -11,7 +11,10 @@ starts. The time from publishing the request (reply subject: the inbox) to
 the reply arriving in the inbox is the sample's latency: request and reply
 each pass through the server once, as in ``nats req``/``nats reply``. The
 probe's own responder answers the moment the request arrives, so the latency
-contains no application time.
+contains no application time. Servers of client-first protocols (Redis,
+RabbitMQ, Mosquitto) say nothing to a NATS client, so against them a probe
+ends as a timeout; a server that greets with something else is named by
+its greeting.
 
 Phases: ``connect`` is the TCP connect plus INFO -> CONNECT/PING -> PONG;
 ``tls`` is the TLS upgrade a server asks for with ``tls_required`` in its INFO
