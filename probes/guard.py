@@ -278,11 +278,12 @@ def _special_reason(address: IPAddress) -> str | None:
     return None
 
 
-def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -> None:
-    """Raise GuardError unless a probe may send packets to ``address``.
+def refusal(address: IPAddress, networks: list[IPNetwork] | None = None) -> tuple[str, str] | None:
+    """Why a probe may not send packets to ``address``, or None when it may.
 
     The address and every IPv4 address embedded in it must each be public or
     inside an allowed network; metadata addresses are refused regardless.
+    Returns ``(subject, reason)``, e.g. ``("127.0.0.1", "a loopback address; ...")``.
     """
     if networks is None:
         networks = allowed_networks()
@@ -290,9 +291,13 @@ def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -
         # An IPv4-mapped address reaches the IPv4 host itself: judge that one.
         address = address.ipv4_mapped
     views: list[IPAddress] = [address, *embedded_ipv4(address)]
+
+    def subject(view: IPAddress) -> str:
+        return str(address) if view == address else f"{address} (which embeds {view})"
+
     for view in views:
         if view in METADATA_ADDRESSES:
-            raise GuardError(f"{address} is a cloud metadata address; probes never go there")
+            return subject(view), "a cloud metadata address; probes never go there"
     for view in views:
         # A well-known NAT64 address is a translator's way to reach the IPv4
         # address it embeds (Python calls the prefix reserved): judge that one.
@@ -303,10 +308,15 @@ def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -
             continue
         if any(view.version == net.version and view in net for net in networks):
             continue
-        via = "" if view == address else f" (it embeds {view})"
-        raise GuardError(
-            f"{address}{via} is a {reason} address; set {ENV_ALLOWED} to allow such networks"
-        )
+        return subject(view), f"a {reason} address; set {ENV_ALLOWED} to allow such networks"
+    return None
+
+
+def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -> None:
+    """Raise GuardError unless a probe may send packets to ``address``."""
+    refused = refusal(address, networks)
+    if refused is not None:
+        raise GuardError(f"{refused[0]} is {refused[1]}")
 
 
 # --- Resolution ---------------------------------------------------------------
@@ -352,7 +362,9 @@ async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
     else:
         answers, dns_ms = await _resolve(parsed.host, parsed.port, timeout_s)
         for answer in answers:
-            check_address(answer, networks)
+            refused = refusal(answer, networks)
+            if refused is not None:
+                raise GuardError(f"{parsed.host} resolves to {refused[0]}, {refused[1]}")
         address = answers[0]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,6 @@ class TCPSource:
     max_clients: int = MAX_TCP_CLIENTS
     clients: int = 0
     served: int = 0
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.clients >= self.max_clients:

@@ -193,7 +193,7 @@ def test_nat64_needs_the_embedded_address_allowed(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
     assert resolve("http://[64:ff9b::7f00:1]/").address == "64:ff9b::7f00:1"
     monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "64:ff9b::/96")
-    with pytest.raises(GuardError, match=r"embeds 127\.0\.0\.1"):
+    with pytest.raises(GuardError, match=r"which embeds 127\.0\.0\.1"):
         resolve("http://[64:ff9b::7f00:1]/")
 
 
