@@ -160,7 +160,7 @@ def test_a_closed_port_is_refused() -> None:
 
 
 def test_a_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback: str) -> None:
-    timeout = 0.5
+    timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
     with silent_listener() as port:
         started = time.monotonic()
         result = run_probe_sync(f"ssh://127.0.0.1:{port}", ProbeConfig(count=1, timeout_s=timeout))
