@@ -134,7 +134,13 @@ class HttpResponse:
 
 
 def host_header(target: Target) -> str:
-    host = f"[{target.host}]" if ":" in target.host else target.host
+    """The Host header: the URL's host (IDNA-encoded), with the port when not the default."""
+    try:
+        host = target.host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ProbeError(f"host name {target.host!r} cannot be IDNA-encoded: {exc}") from None
+    if ":" in host:
+        host = f"[{host}]"
     if target.port != DEFAULT_PORTS[target.tls]:
         host = f"{host}:{target.port}"
     return host
@@ -429,7 +435,7 @@ async def fetch(
         except BaseException:
             conn.abort()
             raise
-        await conn.close(grace_s=min(tlsinfo.SHUTDOWN_TIMEOUT_S, deadline - time.monotonic()))
+        await conn.close(tlsinfo.close_grace(deadline))
     return response
 
 

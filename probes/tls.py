@@ -13,8 +13,6 @@ handshake that does not verify, taken after the failed one and never timed.
 
 from __future__ import annotations
 
-import time
-
 from probes import tlsinfo
 from probes.base import ProbeConfig, Sample, Target
 
@@ -32,6 +30,6 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
                 phases_ms={"connect": exc.connect_ms},
                 details=facts,
             )
-        await conn.close(grace_s=min(tlsinfo.SHUTDOWN_TIMEOUT_S, deadline - time.monotonic()))
+        await conn.close(tlsinfo.close_grace(deadline))
     latency = conn.connect_ms + (conn.tls_ms or 0.0)
     return Sample(latency_ms=round(latency, 3), phases_ms=conn.phases(), details=conn.tls)

@@ -211,6 +211,12 @@ def until(deadline: float) -> asyncio.Timeout:
     return asyncio.timeout(max(0.0, deadline - time.monotonic()))
 
 
+def close_grace(deadline: float) -> float:
+    """How long a polite close may wait: at most half the time left, so that a
+    slow close_notify can never turn an answered sample into a timeout."""
+    return max(0.0, min(SHUTDOWN_TIMEOUT_S, (deadline - time.monotonic()) / 2))
+
+
 def _round(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
 

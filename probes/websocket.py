@@ -30,7 +30,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
-from websockets.uri import parse_uri
+from websockets.uri import WebSocketURI, parse_uri
 
 from probes import http, tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
@@ -133,12 +133,12 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         except BaseException:
             conn.abort()
             raise
-        await conn.close(grace_s=min(tlsinfo.SHUTDOWN_TIMEOUT_S, deadline - time.monotonic()))
+        await conn.close(tlsinfo.close_grace(deadline))
     return sample
 
 
 async def _exchange(
-    conn: tlsinfo.Connection, uri: Any, config: ProbeConfig, deadline: float
+    conn: tlsinfo.Connection, uri: WebSocketURI, config: ProbeConfig, deadline: float
 ) -> Sample:
     protocol = ClientProtocol(uri, max_size=config.read_cap)
     request = protocol.connect()

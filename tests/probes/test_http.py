@@ -186,6 +186,24 @@ def test_path_and_query_are_percent_encoded_into_one_request_line(web: Server) -
     assert web.requests[before].target == "/a%20b/%C3%BC?q=1%202"
 
 
+def test_international_host_name_goes_out_idna_encoded(web: Server) -> None:
+    before = len(web.requests)
+    sample = probe_now(http, f"http://bücher.localhost:{web.port}/ok")
+
+    assert sample.ok
+    assert web.requests[before].headers["host"] == f"xn--bcher-kva.localhost:{web.port}"
+
+
+def test_ipv6_loopback_target_with_bracketed_host_header(allow_loopback: str) -> None:
+    with running(start_http(host="::1")) as server:
+        result = asyncio.run(
+            run_probe(f"http://[::1]:{server.port}/ok", ProbeConfig(count=1, timeout_s=2))
+        )
+        assert result.ok, result.error
+        assert result.address == "::1"
+        assert server.requests[0].headers["host"] == f"[::1]:{server.port}"
+
+
 def test_post_sends_body_and_content_length(web: Server) -> None:
     before = len(web.requests)
     response = fetch(
