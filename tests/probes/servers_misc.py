@@ -1,9 +1,12 @@
 """Helper servers for the broker and Redis probe tests.
 
-- :class:`TLSFront`: terminates TLS on ``127.0.0.1:0`` with a certificate from
-  a throwaway CA and forwards the bytes to a real loopback service (Redis,
-  RabbitMQ, Mosquitto), so ``rediss``/``amqps``/``mqtts`` are tested against the
+- :class:`Front` / :func:`tls_front`: a listener on ``127.0.0.1:0`` that
+  forwards to a real service, optionally terminating TLS with a certificate
+  from a throwaway CA, so ``rediss``/``amqps``/``mqtts`` are tested against the
   real servers behind real TLS. It records the SNI names clients sent.
+- :func:`mosquitto_with_passwords`, :func:`redis_with_password`: real servers
+  that require credentials, started on a unix socket (neither can pick a free
+  TCP port) and reached through a :class:`Front` on ``127.0.0.1:0``.
 - :class:`BannerServer`: greets every connection with a fixed line and then
   holds it, as servers of other protocols do (SSH, FTP, SMTP).
 - :class:`NatsServer`: a real ``nats-server`` on a random port (``-p -1``),
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,17 +40,32 @@ from probes.registry import ProbeFn
 from tests.probes.conftest import LOOPBACK_NETWORKS, LoopThread, open_fds
 
 ROOT = Path(__file__).resolve().parents[2]
+# Daemons live in sbin, which a non-root PATH may leave out.
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 
 
-class TLSFront:
-    """TLS on 127.0.0.1:0 in front of ``upstream_port``; see the module docstring."""
+class Front:
+    """A listener on 127.0.0.1:0 that forwards every connection to an upstream.
 
-    def __init__(self, ca: trustme.CA, upstream_port: int, names: tuple[str, ...] = ("localhost",)):
+    The upstream is a loopback TCP port or a unix socket (for a Mosquitto or
+    Redis the test starts itself: they cannot pick a free TCP port, but they
+    can listen on a socket file). With ``context`` the front terminates TLS
+    and records the SNI names clients sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        upstream_port: int | None = None,
+        upstream_path: Path | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self.upstream_port = upstream_port
+        self.upstream_path = upstream_path
         self.sni: list[str | None] = []
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*names).configure_cert(self.context)
-        self.context.sni_callback = self._record_sni
+        self.context = context
+        if context is not None:
+            context.sni_callback = self._record_sni
         self._writers: list[asyncio.StreamWriter] = []
         self._loop = LoopThread()
         self._server = self._loop.run(self._start())
@@ -57,10 +77,15 @@ class TLSFront:
     async def _start(self) -> asyncio.Server:
         return await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
 
+    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.upstream_path is not None:
+            return await asyncio.open_unix_connection(str(self.upstream_path))
+        return await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self._writers.append(client_w)
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            up_r, up_w = await self._upstream()
         except OSError:
             client_w.close()
             return
@@ -88,11 +113,105 @@ class TLSFront:
             self._loop.run(stop())
         self._loop.close()
 
-    def __enter__(self) -> TLSFront:
+    def __enter__(self) -> Front:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def tls_front(ca: trustme.CA, upstream_port: int, names: tuple[str, ...] = ("localhost",)) -> Front:
+    """TLS with a certificate for ``names`` from ``ca``, in front of a loopback port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    return Front(upstream_port=upstream_port, context=context)
+
+
+class SocketServer:
+    """A real server process listening on a unix socket, reached through a :class:`Front`."""
+
+    def __init__(self, argv: list[str], socket_path: Path, what: str) -> None:
+        self.socket_path = socket_path
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while not socket_path.exists():
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+                pytest.fail(f"{what} exited with {self.process.returncode}: {stderr[-500:]}")
+            if time.monotonic() > end:
+                self.close()
+                pytest.fail(f"{what} did not create {socket_path} in time")
+            time.sleep(0.01)
+        self.front = Front(upstream_path=socket_path)
+        self.port = self.front.port
+
+    def close(self) -> None:
+        with contextlib.suppress(AttributeError):
+            self.front.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def __enter__(self) -> SocketServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def short_dir() -> Iterator[Path]:
+    """A private directory with a short path: a unix socket path must fit in 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="sb-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mosquitto_with_passwords(users: dict[str, str]) -> Iterator[SocketServer]:
+    """A real Mosquitto that refuses anonymous clients and knows only ``users``."""
+    binary, passwd = shutil.which("mosquitto", path=SBIN_PATH), shutil.which("mosquitto_passwd")
+    if binary is None or passwd is None:
+        pytest.skip("mosquitto is not installed")
+    with short_dir() as workdir:
+        password_file = workdir / "passwords"
+        password_file.touch(mode=0o600)
+        for user, password in users.items():
+            subprocess.run([passwd, "-b", str(password_file), user, password], check=True)
+        sock = workdir / "mqtt.sock"
+        config = workdir / "mosquitto.conf"
+        config.write_text(
+            # Started as root, Mosquitto would switch to its own user, which
+            # cannot read this private directory.
+            f"user {getpass.getuser()}\n"
+            f"listener 0 {sock}\n"
+            "allow_anonymous false\n"
+            f"password_file {password_file}\n"
+            "persistence false\n"
+        )
+        with SocketServer([binary, "-c", str(config)], sock, "mosquitto") as server:
+            yield server
+
+
+@contextlib.contextmanager
+def redis_with_password(password: str) -> Iterator[SocketServer]:
+    """A real redis-server whose default user needs ``password``."""
+    binary = shutil.which("redis-server", path=SBIN_PATH)
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with short_dir() as workdir:
+        sock = workdir / "redis.sock"
+        argv = [binary, "--port", "0", "--unixsocket", str(sock), "--requirepass", password]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        with SocketServer(argv, sock, "redis-server") as server:
+            yield server
 
 
 class BannerServer:
