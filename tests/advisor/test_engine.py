@@ -69,6 +69,31 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         None,
     ),
     (
+        "game servers exchanging state where a late update is worthless: UDP, not TCP's stalls",
+        {
+            "interaction": "bidirectional",
+            "realtime": True,
+            "latency_ms": 30,
+            "loss_tolerant": True,
+            "delivery": "best_effort",
+        },
+        "udp",
+        None,
+    ),
+    (
+        "the same game in browsers: WebSockets, since browsers cannot send raw UDP",
+        {
+            "interaction": "bidirectional",
+            "realtime": True,
+            "latency_ms": 30,
+            "loss_tolerant": True,
+            "delivery": "best_effort",
+            "browser_clients": True,
+        },
+        "websocket",
+        None,
+    ),
+    (
         "live scores pushed to browsers (RFC 6455)",
         {
             "interaction": "streaming",
