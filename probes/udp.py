@@ -38,18 +38,40 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     sequence = next(_sequence)
     payload = make_payload(sequence, secrets.token_hex(8))
     sock = open_socket(target, kind=socket.SOCK_DGRAM)
+    echoed: asyncio.Future[int] = loop.create_future()
     strays = 0
-    try:
-        # connect() on UDP sends nothing; it only fixes the peer address.
-        await loop.sock_connect(sock, (target.address, target.port))
-        started = time.perf_counter_ns()
-        sock.send(payload)
-        while True:
-            data = await loop.sock_recv(sock, 65535)
+
+    def on_readable() -> None:
+        # Runs when the selector reports a datagram; the arrival is stamped
+        # here rather than when this task is next resumed (see tcp.timed_connect).
+        nonlocal strays
+        while not echoed.done():
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ICMP port unreachable arrives as ECONNREFUSED
+                echoed.set_exception(exc)
+                return
+            arrived = time.perf_counter_ns()
             if data == payload:
-                break
-            strays += 1
-        rtt_ms = (time.perf_counter_ns() - started) / 1e6
+                echoed.set_result(arrived)
+            else:
+                strays += 1
+
+    fd = sock.fileno()
+    try:
+        # connect() on UDP sends nothing; it only fixes the peer address, so
+        # the kernel reports ICMP errors and drops datagrams from elsewhere.
+        sock.connect((target.address, target.port))
+        loop.add_reader(fd, on_readable)
+        try:
+            started = time.perf_counter_ns()
+            sock.send(payload)
+            arrived = await echoed
+        finally:
+            loop.remove_reader(fd)
+        rtt_ms = (arrived - started) / 1e6
     except ConnectionRefusedError as exc:
         raise ProbeError("port unreachable (ICMP): nothing listens on that UDP port") from exc
     finally:
