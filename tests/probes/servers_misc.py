@@ -50,7 +50,9 @@ class Front:
     The upstream is a loopback TCP port or a unix socket (for a Mosquitto or
     Redis the test starts itself: they cannot pick a free TCP port, but they
     can listen on a socket file). With ``context`` the front terminates TLS
-    and records the SNI names clients sent.
+    and records the SNI names clients sent. With ``freeze_on``, once a client
+    has sent those bytes the front stops passing the server's answers on: a
+    server that goes silent in the middle of a sample.
     """
 
     def __init__(
@@ -59,9 +61,12 @@ class Front:
         upstream_port: int | None = None,
         upstream_path: Path | None = None,
         context: ssl.SSLContext | None = None,
+        freeze_on: bytes | None = None,
     ) -> None:
         self.upstream_port = upstream_port
         self.upstream_path = upstream_path
+        self.freeze_on = freeze_on
+        self.frozen = False
         self.sni: list[str | None] = []
         self.context = context
         if context is not None:
@@ -91,13 +96,20 @@ class Front:
             return
         self._writers.append(up_w)
         await asyncio.gather(
-            self._pipe(client_r, up_w), self._pipe(up_r, client_w), return_exceptions=True
+            self._pipe(client_r, up_w, upstream=True),
+            self._pipe(up_r, client_w, upstream=False),
+            return_exceptions=True,
         )
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream and self.freeze_on is not None and self.freeze_on in data:
+                    self.frozen = True
+                if not upstream and self.frozen:
+                    continue  # swallowed: the server seems to have gone silent
                 writer.write(data)
                 await writer.drain()
         finally:

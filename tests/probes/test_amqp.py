@@ -18,6 +18,7 @@ from probes.guard import resolve_target
 from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener
 from tests.probes.servers_misc import (
+    Front,
     elapsed_error,
     manage_probe,
     take,
@@ -206,3 +207,30 @@ def test_cli_wrong_password_is_exit_1_and_never_printed(rabbitmq_port: int) -> N
     assert proc.returncode == 1
     assert "authentication failed: ACCESS_REFUSED" in proc.stderr
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_broker_that_goes_silent_after_the_publish_times_out_and_cleans_up(
+    rabbitmq_port: int,
+) -> None:
+    timeout = 1.0
+    # Basic.Publish is class 60, method 40 in the method frame's payload.
+    with Front(upstream_port=rabbitmq_port, freeze_on=b"\x00\x3c\x00\x28") as front:
+
+        async def stalled() -> tuple[BaseException, float, set[asyncio.Task[object]]]:
+            target = await resolve_target(f"amqp://127.0.0.1:{front.port}")
+            started = time.monotonic()
+            with pytest.raises(TimeoutError) as failure:
+                await amqp.probe(target, ProbeConfig(timeout_s=timeout), started + timeout)
+            elapsed = time.monotonic() - started
+            # aiormq's own tasks end once the aborted connection is seen closed.
+            current = asyncio.current_task()
+            end = time.monotonic() + 2
+            while {t for t in asyncio.all_tasks() if t is not current} and time.monotonic() < end:
+                await asyncio.sleep(0.005)
+            return failure.value, elapsed, {t for t in asyncio.all_tasks() if t is not current}
+
+        error, elapsed, leftovers = asyncio.run(stalled())
+        assert front.frozen
+    assert isinstance(error, TimeoutError)
+    assert timeout * 0.95 <= elapsed <= timeout * 1.1
+    assert leftovers == set()

@@ -16,6 +16,7 @@ from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener, wait_until
 from tests.probes.servers_misc import (
+    Front,
     elapsed_error,
     manage_probe,
     mosquitto_with_passwords,
@@ -190,3 +191,15 @@ def test_cli_json_wrong_protocol_is_exit_1(nats_port: int) -> None:
     )
     assert result["error"].startswith("not an MQTT broker")
     assert "not an MQTT broker" in proc.stderr
+
+
+def test_a_broker_that_goes_silent_after_the_publish_times_out(mosquitto_port: int) -> None:
+    timeout = 1.0
+    # The probe's PUBLISH (QoS 1) starts with 0x32; its topic field with the prefix.
+    topic_length = len(mqtt.TOPIC_PREFIX) + 32
+    marker = bytes([0x32, 2 + topic_length + 2 + 16, 0, topic_length]) + mqtt.TOPIC_PREFIX.encode()
+    with Front(upstream_port=mosquitto_port, freeze_on=marker) as front:
+        error, elapsed = elapsed_error(mqtt.probe, f"mqtt://127.0.0.1:{front.port}", timeout)
+        assert front.frozen
+    assert isinstance(error, TimeoutError)
+    assert timeout * 0.95 <= elapsed <= timeout * 1.1

@@ -20,6 +20,7 @@ from probes.runner import run_probe_sync
 from tests.probes.conftest import TCPListener
 from tests.probes.servers_misc import (
     BannerServer,
+    Front,
     NatsServer,
     elapsed_error,
     manage_probe,
@@ -208,3 +209,12 @@ def test_an_endless_first_line_is_not_read_forever() -> None:
         pytest.raises(ProbeError, match="not a NATS server: a protocol line without an end"),
     ):
         take(nats.probe, f"nats://127.0.0.1:{flood.port}")
+
+
+def test_a_server_that_goes_silent_after_the_request_times_out(nats_port: int) -> None:
+    timeout = 1.0
+    with Front(upstream_port=nats_port, freeze_on=b"PUB " + nats.SUBJECT_PREFIX.encode()) as front:
+        error, elapsed = elapsed_error(nats.probe, f"nats://127.0.0.1:{front.port}", timeout)
+        assert front.frozen
+    assert isinstance(error, TimeoutError)
+    assert timeout * 0.95 <= elapsed <= timeout * 1.1

@@ -14,9 +14,10 @@ import pytest
 from probes import redis
 from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener
+from tests.probes.conftest import TCPListener, open_fds, wait_until
 from tests.probes.servers_misc import (
     BannerServer,
+    Front,
     elapsed_error,
     manage_probe,
     redis_with_password,
@@ -273,3 +274,17 @@ def test_an_endless_reply_line_is_not_read_forever() -> None:
         pytest.raises(ProbeError, match="not a Redis server: a reply line without an end"),
     ):
         take(redis.probe, f"redis://127.0.0.1:{flood.port}")
+
+
+def test_a_server_that_goes_silent_before_pong_times_out_and_leaks_nothing(
+    redis_port: int,
+) -> None:
+    timeout = 1.0
+    with Front(upstream_port=redis_port, freeze_on=b"PING") as front:
+        before = set(open_fds())
+        error, elapsed = elapsed_error(redis.probe, f"redis://127.0.0.1:{front.port}", timeout)
+        assert front.frozen
+        # The front (in this process) closes its side once it sees the probe's abort.
+        wait_until(lambda: set(open_fds()) <= before, what="the sample's sockets to close")
+    assert isinstance(error, TimeoutError)
+    assert timeout * 0.95 <= elapsed <= timeout * 1.1
