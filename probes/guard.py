@@ -62,7 +62,7 @@ NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 # WHATWG: a host whose last label is a number is an IPv4 address or invalid.
-_NUMBER_LABEL = re.compile(r"^(0[xX][0-9a-fA-F]*|[0-9]+)$")
+_NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 
 
 class GuardError(ValueError):
@@ -104,20 +104,24 @@ def mask_url(url: str) -> str:
     ).geturl()
 
 
+_HEX_LABEL = re.compile(r"0[xX][0-9a-fA-F]*")
+_OCTAL_LABEL = re.compile(r"0[0-7]+")
+_DECIMAL_LABEL = re.compile(r"0|[1-9][0-9]*")
+
+
 def _parse_ipv4_number(label: str) -> int | None:
-    """One label of a WHATWG IPv4 host: decimal, ``0x`` hex or ``0``-led octal."""
-    if label[:2] in ("0x", "0X"):
-        digits, base = label[2:], 16
-        if digits == "":
-            return 0
-    elif len(label) > 1 and label.startswith("0"):
-        digits, base = label[1:], 8
-    else:
-        digits, base = label, 10
-    try:
-        return int(digits, base)
-    except ValueError:
-        return None
+    """One label of a WHATWG IPv4 host: decimal, ``0x`` hex or ``0``-led octal.
+
+    Matched strictly first: ``int()`` alone would also take signs, spaces and
+    underscores (``+1``, ``0x7_f``), which no resolver reads as a number.
+    """
+    if _HEX_LABEL.fullmatch(label):
+        return int(label[2:] or "0", 16)
+    if _OCTAL_LABEL.fullmatch(label):
+        return int(label[1:], 8)
+    if _DECIMAL_LABEL.fullmatch(label):
+        return int(label)
+    return None
 
 
 def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
@@ -130,7 +134,7 @@ def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
     labels = host.split(".")
     if labels and labels[-1] == "" and len(labels) > 1:
         labels = labels[:-1]  # one trailing dot is allowed, as in DNS
-    if not labels or not _NUMBER_LABEL.match(labels[-1]):
+    if not labels or not _NUMBER_LABEL.fullmatch(labels[-1]):
         return None
     if len(labels) > 4:
         raise GuardError(f"host {host!r} looks like an IPv4 address but has too many parts")

@@ -85,8 +85,6 @@ async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline
         # Name the configured timeout unless the probe's budget cut it shorter.
         limit = config.timeout_s if remaining > config.timeout_s - 0.01 else round(remaining, 3)
         sample = Sample(ok=False, error=describe_error(TimeoutError(), limit))
-    except asyncio.CancelledError:
-        raise
     except Exception as exc:
         # A bug in a probe module must not take the run down; it is recorded
         # (and logged with its traceback) like any other failure.
@@ -181,7 +179,12 @@ async def run_probe(
         target = await resolve_target(url, timeout_s=config.timeout_s)
     except ResolveError as exc:
         return unresolved_result(url, str(exc))
-    fn = probe_function(target.scheme)
+    try:
+        fn = probe_function(target.scheme)
+    except ImportError as exc:
+        # A missing client library is the installation's fault, not the target's.
+        logger.error("cannot load the %s probe: %s", target.scheme, exc)
+        return summarize(target, config, [Sample(ok=False, error=f"probe unavailable: {exc}")])
     if on_target is not None:
         on_target(target)
     logger.debug("probing %s at %s", target.url, target.address)

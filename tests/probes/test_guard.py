@@ -89,6 +89,9 @@ def test_short_private_forms(default_policy: None, host: str, canonical: str) ->
         "0x7g.0.0.1",
         "1..2.3",
         "foo.123",
+        "+1.0.0.1",  # int() would take the sign
+        "0x7_f.0.0.1",  # and underscores
+        "1_0.0.0.1",
     ],
 )
 def test_hosts_that_end_in_a_number_but_are_no_address_are_refused(host: str) -> None:
