@@ -170,9 +170,9 @@ def test_a_hanging_probe_is_cut_at_its_deadline() -> None:
         raise AssertionError("unreachable")
 
     started = time.monotonic()
-    sample = asyncio.run(take_sample(hangs, TARGET, ProbeConfig(), started + 0.2))
-    assert not sample.ok and sample.error is not None and "timed out" in sample.error
-    assert time.monotonic() - started < 0.22
+    sample = asyncio.run(take_sample(hangs, TARGET, ProbeConfig(), started + 1.0))
+    assert not sample.ok and sample.error == "timed out after 1 s"
+    assert time.monotonic() - started <= 1.1
 
 
 def test_summarize_by_hand() -> None:
@@ -263,7 +263,7 @@ def test_the_schedule_is_kept_on_the_clock_not_slept_after_each_sample(
 def test_the_whole_probe_is_bounded_by_count_times_interval_plus_timeout(
     allow_loopback: str, silent_udp: int
 ) -> None:
-    config = ProbeConfig(count=4, interval_ms=10, timeout_s=0.2)
+    config = ProbeConfig(count=4, interval_ms=10, timeout_s=0.5)
 
     async def timed() -> tuple[float, ProbeResult]:
         started = time.monotonic()

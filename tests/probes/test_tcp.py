@@ -146,13 +146,14 @@ def test_a_slow_stream_is_cut_and_still_measured(allow_loopback: str, scripted: 
             time.sleep(0.01)
 
     server = scripted(endless)
-    config = ProbeConfig(count=1, timeout_s=1.0, throughput=True)
+    config = ProbeConfig(count=1, timeout_s=2.0, throughput=True)
     started = time.monotonic()
     result = run_probe_sync(f"tcp://127.0.0.1:{server.port}", config)
     assert result.ok, result.error
     assert result.details["time_bounded"] is True
     assert result.throughput_bps is not None and result.throughput_bps > 0
-    assert time.monotonic() - started <= 1.1
+    # It stops reading at 90 % of the timeout, well before the deadline.
+    assert time.monotonic() - started <= 2.2
 
 
 def test_a_server_that_is_no_responder_is_a_wrong_protocol(
@@ -177,7 +178,7 @@ def test_a_silent_server_ends_as_a_timeout(allow_loopback: str, silent_tcp: TCPL
     # It accepts but never answers SEND: the sample times out on schedule.
     started = time.monotonic()
     result = run_probe_sync(
-        f"tcp://127.0.0.1:{silent_tcp.port}", ProbeConfig(count=1, timeout_s=0.5, throughput=True)
+        f"tcp://127.0.0.1:{silent_tcp.port}", ProbeConfig(count=1, timeout_s=2.0, throughput=True)
     )
-    assert not result.ok and result.error is not None and "timed out" in result.error
-    assert time.monotonic() - started <= 0.55
+    assert not result.ok and result.error == "timed out after 2 s"
+    assert time.monotonic() - started <= 2.2
