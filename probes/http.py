@@ -26,6 +26,11 @@ TLS decryption, like curl's ``SSL_read``; they do not include the delay before
 the waiting task runs again, which on a loaded machine reached milliseconds
 (``bench/accuracy.py``).
 
+TLS offers ALPN ``http/1.1`` only, because the probe speaks HTTP/1.1; the
+negotiated protocol is reported in ``details.tls.alpn`` (whether the server
+would also speak h2 is not probed). Credentials in the URL are sent as HTTP
+Basic authentication and never appear in the result.
+
 Status policy: 1xx-3xx count as answered; 4xx and 5xx make the sample fail
 with ``HTTP <status> <reason>`` (the phases are still measured, and the status
 is in ``details``). A redirect is reported with its status and ``Location``
