@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +202,18 @@ def test_an_unreadable_ca_file_is_named_in_the_error(
     monkeypatch.setenv(tlsinfo.ENV_CA_FILE, str(tmp_path / "missing.pem"))
     with pytest.raises(ProbeError, match="PROBE_CA_FILE="):
         tlsinfo.client_context(verify=True)
+
+
+def test_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback: str) -> None:
+    timeout = 0.5
+    with running(start_raw("silent")) as server:
+
+        async def go() -> tuple[float, bool, str | None]:
+            started = time.monotonic()
+            result = await run_probe(tls_url(server), ProbeConfig(count=1, timeout_s=timeout))
+            return time.monotonic() - started, result.ok, result.error
+
+        elapsed, ok, error = asyncio.run(go())
+    assert not ok
+    assert "timed out" in (error or "")
+    assert elapsed <= timeout * 1.1
