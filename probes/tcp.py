@@ -25,6 +25,7 @@ from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 RECV_BUFFER = 256 * 1024
 HEADER_MAX = 64
+YIELD_EVERY = 16
 
 
 def open_socket(target: Target, kind: socket.SocketKind = socket.SOCK_STREAM) -> socket.socket:
@@ -112,6 +113,7 @@ async def _download(
     counted = 0  # bytes after the first read: the transfer phase
     last = first
     stopped_early = False
+    reads = 0
     try:
         async with asyncio.timeout(max(stop_at - time.monotonic(), 0.0)):
             while received < announced:
@@ -121,6 +123,14 @@ async def _download(
                 received += k
                 counted += k
                 last = time.perf_counter_ns()
+                reads += 1
+                if reads % YIELD_EVERY == 0:
+                    # While data keeps arriving, sock_recv_into returns without
+                    # yielding, so neither the timeout nor other probes in the
+                    # loop would get a turn; check the clock and yield here.
+                    if time.monotonic() >= stop_at:
+                        raise TimeoutError
+                    await asyncio.sleep(0)
     except TimeoutError:
         stopped_early = True
     if received < announced and not stopped_early:

@@ -25,6 +25,7 @@ from probes.tcp import open_socket
 
 PAYLOAD_BYTES = 64  # well under any path MTU (RFC 8085)
 MAGIC = b"SWB1"
+READ_BATCH = 64
 _sequence = itertools.count(1)
 
 
@@ -45,7 +46,11 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         # Runs when the selector reports a datagram; the arrival is stamped
         # here rather than when this task is next resumed (see tcp.timed_connect).
         nonlocal strays
-        while not echoed.done():
+        # At most a batch per call: a flood of stray datagrams must not keep
+        # this callback, and so the loop and the deadline, from moving on.
+        for _ in range(READ_BATCH):
+            if echoed.done():
+                return
             try:
                 data = sock.recv(65535)
             except BlockingIOError:
