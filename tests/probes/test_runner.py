@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -156,12 +157,17 @@ def test_errors_never_carry_the_password() -> None:
     assert not sample.ok and sample.error == "login failed for u:****"
 
 
-def test_a_probe_bug_becomes_a_failed_sample() -> None:
+def test_a_probe_bug_becomes_a_failed_sample_logged_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def buggy(target: Target, config: ProbeConfig, deadline: float) -> Sample:
-        raise KeyError("missing")
+        raise KeyError(f"no session for {target.password.get_secret_value()}")  # type: ignore[union-attr]
 
-    sample = asyncio.run(take_sample(buggy, TARGET, ProbeConfig(), time.monotonic() + 1))
-    assert not sample.ok and sample.error is not None and "KeyError" in sample.error
+    with caplog.at_level(logging.ERROR, logger="probes.runner"):
+        sample = asyncio.run(take_sample(buggy, TARGET, ProbeConfig(), time.monotonic() + 1))
+    assert not sample.ok and sample.error == "KeyError: 'no session for ****'"
+    assert "raised unexpectedly" in caplog.text and "Traceback" in caplog.text
+    assert "hunter2" not in caplog.text
 
 
 def test_a_hanging_probe_is_cut_at_its_deadline() -> None:
