@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 install: $(STAMP)
-	@mkdir -p var/celery/out var/celery/processed
+	@mkdir -p var/celery/out var/celery/processed var/celery/control
 	@$(BIN)/python manage.py migrate --noinput -v 0
 	@$(BIN)/python manage.py collectstatic --noinput -v 0
 
