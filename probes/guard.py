@@ -350,6 +350,24 @@ async def _resolve(host: str, port: int, timeout_s: float) -> tuple[list[IPAddre
     return answers, dns_ms
 
 
+def choose_answer(host: str, answers: list[IPAddress], networks: list[IPNetwork]) -> IPAddress:
+    """The address to connect to, once every answer for ``host`` passed.
+
+    One refused answer refuses the name: a connection could go to any of
+    them (and a later resolution could prefer that one).
+    """
+    if not answers:
+        raise ResolveError(f"{host!r} has no A or AAAA records")
+    for answer in answers:
+        refused = refusal(answer, networks)
+        if refused is not None:
+            raise GuardError(f"{host} resolves to {refused[0]}, {refused[1]}")
+    address = answers[0]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address
+
+
 async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
     """Parse, resolve once and check ``url``; the Target to connect to.
 
@@ -365,13 +383,7 @@ async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
         dns_ms: float | None = None
     else:
         answers, dns_ms = await _resolve(parsed.host, parsed.port, timeout_s)
-        for answer in answers:
-            refused = refusal(answer, networks)
-            if refused is not None:
-                raise GuardError(f"{parsed.host} resolves to {refused[0]}, {refused[1]}")
-        address = answers[0]
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = choose_answer(parsed.host, answers, networks)
     return Target(
         url=parsed.masked_url,
         scheme=parsed.scheme,

@@ -12,8 +12,10 @@ from probes.base import ProbeConfig, Target
 from probes.guard import (
     GuardError,
     ResolveError,
+    allowed_networks,
     check_address,
     check_redirect,
+    choose_answer,
     mask_url,
     parse_host,
     parse_url,
@@ -250,6 +252,29 @@ def test_every_answer_must_be_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", allowed)
     with pytest.raises(GuardError, match="loopback"):
         resolve("tcp://localhost:80")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["93.184.215.14", "10.0.0.5"],
+        ["10.0.0.5", "93.184.215.14"],
+        ["2606:2800:21f:cb07:6820:80da:af6b:8b2c", "::1"],
+        ["93.184.215.14", "::ffff:169.254.169.254"],
+    ],
+)
+def test_one_refused_answer_refuses_the_name(default_policy: None, answers: list[str]) -> None:
+    addresses = [ipaddress.ip_address(a) for a in answers]
+    with pytest.raises(GuardError, match=r"^example\.org resolves to "):
+        choose_answer("example.org", addresses, allowed_networks())
+
+
+def test_the_first_answer_is_used_when_all_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "10.0.0.0/8")
+    addresses = [ipaddress.ip_address(a) for a in ("10.0.0.5", "93.184.215.14")]
+    assert choose_answer("example.org", addresses, allowed_networks()) == addresses[0]
+    mapped = [ipaddress.ip_address("::ffff:93.184.215.14")]
+    assert str(choose_answer("example.org", mapped, [])) == "93.184.215.14"
 
 
 def test_check_address_judges_each_answer_alone() -> None:
