@@ -49,14 +49,15 @@ class Command(BaseCommand):
             responder = await start_responder(udp, tcp, bind)
         except OSError as exc:
             self._exit(1, f"cannot listen on {bind}: {exc.strerror or exc}")
+        shown = f"[{bind}]" if ":" in bind else bind
         if responder.udp_port is not None:
             self.stdout.write(
-                f"responder: UDP echo on {bind}:{responder.udp_port} "
+                f"responder: UDP echo on {shown}:{responder.udp_port} "
                 f"(at most {UDP_RATE:g} datagrams/s per source)"
             )
         if responder.tcp_port is not None:
             self.stdout.write(
-                f"responder: TCP source on {bind}:{responder.tcp_port} "
+                f"responder: TCP source on {shown}:{responder.tcp_port} "
                 f"(SEND <n> up to {SEND_MAX_BYTES} bytes, ECHO)"
             )
         self.stdout.flush()
