@@ -7,6 +7,9 @@ import ipaddress
 import socket
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from probes.base import ProbeConfig, Target
 from probes.guard import (
@@ -18,6 +21,7 @@ from probes.guard import (
     choose_answer,
     mask_url,
     parse_host,
+    parse_ipv4_host,
     parse_url,
     resolve_target,
 )
@@ -384,3 +388,52 @@ def test_no_datagram_reaches_a_refused_udp_address(default_policy: None) -> None
             asyncio.run(run_probe(f"udp://127.1:{port}", ProbeConfig(count=3)))
         with pytest.raises(BlockingIOError):
             receiver.recvfrom(2048)
+
+
+# --- Property tests: our IPv4 reading agrees with the C library's -----------------------
+
+
+def spell(value: int, parts: int, bases: list[int]) -> str:
+    """``value`` written in ``parts`` labels (the last one wide), each in its base."""
+    widths = [1] * (parts - 1) + [4 - (parts - 1)]
+    labels: list[str] = []
+    shift = 32
+    for width, base in zip(widths, bases, strict=False):
+        shift -= 8 * width
+        number = (value >> shift) & ((1 << (8 * width)) - 1)
+        labels.append({10: str(number), 16: hex(number), 8: "0" + oct(number)[2:]}[base])
+    return ".".join(labels)
+
+
+@given(
+    value=st.integers(0, 2**32 - 1),
+    parts=st.integers(1, 4),
+    bases=st.lists(st.sampled_from([8, 10, 16]), min_size=4, max_size=4),
+)
+def test_every_spelling_of_every_address_is_read_as_that_address(
+    value: int, parts: int, bases: list[int]
+) -> None:
+    host = spell(value, parts, bases)
+    expected = ipaddress.IPv4Address(value)
+    assert parse_ipv4_host(host) == expected
+    assert ipaddress.IPv4Address(socket.inet_aton(host)) == expected  # and libc agrees
+
+
+@hypothesis_settings(max_examples=1000)
+@given(st.text(alphabet="0123456789abcdefxX.", min_size=1, max_size=24))
+@example("0x7f.1")
+@example("017700000001")
+@example("1.0x10.3")
+@example("0xA.0.0.010")
+def test_whatever_inet_aton_reads_as_an_address_we_read_the_same(host: str) -> None:
+    try:
+        theirs: ipaddress.IPv4Address | None = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        theirs = None
+    try:
+        ours: ipaddress.IPv4Address | str | None = parse_ipv4_host(host)
+    except GuardError:
+        ours = "refused"
+    if theirs is not None:
+        # A host libc would connect to as an address is never taken for a name.
+        assert ours == theirs
