@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probes.base import Sample
 from probes.stats import (
@@ -126,3 +129,48 @@ def test_throughput_is_total_bits_over_total_transfer_time() -> None:
     # 4 MB in 1.5 s = 21.33 Mbit/s (not 28, the mean of the rates 8 and 48).
     assert throughput_bps(samples) == pytest.approx(32_000_000 / 1.5, abs=0.1)
     assert throughput_bps([Sample()]) is None
+
+
+# --- Properties, cross-checked with the standard library ----------------------------------
+
+# Latencies as probes produce them: milliseconds with nanosecond resolution.
+latencies = st.lists(
+    st.integers(0, 10**12).map(lambda ns: ns / 1e6),
+    min_size=1,
+    max_size=200,
+)
+
+
+@given(latencies)
+def test_median_mean_and_stdev_agree_with_the_statistics_module(values: list[float]) -> None:
+    assert median(values) == pytest.approx(statistics.median(values), rel=1e-9, abs=1e-9)
+    assert mean(values) == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
+    assert pstdev(values) == pytest.approx(statistics.pstdev(values), rel=1e-6, abs=1e-6)
+
+
+@given(latencies)
+def test_percentiles_agree_with_statistics_quantiles_inclusive(values: list[float]) -> None:
+    # statistics.quantiles(method="inclusive") is the same type 7 definition.
+    if len(values) < 2:
+        return
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    for q in (1, 25, 50, 95, 99):
+        assert percentile(values, q / 100) == pytest.approx(cuts[q - 1], rel=1e-9, abs=1e-9)
+
+
+@given(latencies, st.floats(0, 1), st.floats(0, 1))
+def test_percentiles_are_ordered_and_within_the_range(
+    values: list[float], a: float, b: float
+) -> None:
+    low, high = sorted((a, b))
+    assert min(values) <= percentile(values, low) <= percentile(values, high) <= max(values)
+
+
+@given(latencies)
+def test_jitter_ignores_direction_and_is_zero_only_for_a_flat_series(values: list[float]) -> None:
+    forward, backward = jitter(values), jitter(values[::-1])
+    if len(values) < 2:
+        assert forward is None
+        return
+    assert forward == pytest.approx(backward)
+    assert (forward == 0) == (len(set(values)) == 1)
