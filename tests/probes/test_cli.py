@@ -157,3 +157,11 @@ def test_throughput_against_the_responder(responder: Responder) -> None:
     assert result["throughput_bps"] > 0
     assert result["phases_ms"]["transfer"] is not None and result["phases_ms"]["ttfb"] is not None
     assert result["details"]["bytes_read"] == 256 * 1024 * 1024
+
+
+def test_a_name_that_does_not_resolve_is_exit_1() -> None:
+    proc = probe("tcp://nothing-here.invalid:80", "--count", "1", "--format", "json")
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert (result["samples"], result["address"], result["ok"]) == (0, None, False)
+    assert "could not resolve 'nothing-here.invalid'" in proc.stderr
