@@ -109,9 +109,7 @@ class ProbeResult(BaseModel):
     loss: float
     latency_ms: LatencyStats | None = None
     jitter_ms: float | None = None
-    phases_ms: dict[str, float | None] = Field(
-        default_factory=lambda: dict.fromkeys(PHASES)
-    )
+    phases_ms: dict[str, float | None] = Field(default_factory=lambda: dict.fromkeys(PHASES))
     throughput_bps: float | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
