@@ -29,16 +29,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from advisor.knowledge import DERIVED, KB_VERSION, KNOWLEDGE, METHODS, KnowledgeBase
-from advisor.usecase import (
-    DELIVERIES,
-    EXISTING_INTERFACES,
-    FIREWALLS,
-    INTERACTIONS,
-    MAX_LATENCY_MS,
-    ORDERINGS,
-    PEERS,
-    UseCase,
-)
+from advisor.usecase import BOOLEAN_FIELDS, CHOICES, MAX_LATENCY_MS, UseCase
 
 __all__ = [
     "KB_VERSION",
@@ -531,34 +522,14 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "rate_per_second": (0, math.inf),
     "consumers": (1, math.inf),
 }
-_ENUMS: dict[str, tuple[str, ...]] = {
-    "interaction": INTERACTIONS,
-    "delivery": DELIVERIES,
-    "ordering": ORDERINGS,
-    "peers": PEERS,
-    "firewall": FIREWALLS,
-    "existing_interface": EXISTING_INTERFACES,
-}
-_BOOLS = (
-    "realtime",
-    "loss_tolerant",
-    "receiver_may_be_offline",
-    "browser_clients",
-    "inbound_blocked",
-    "flexible_queries",
-    "strict_contract",
-    "constrained_devices",
-    "encryption",
-    "small_team",
-)
 
 
 def _alternatives(thresholds: dict[str, set[float]]) -> dict[str, tuple[Any, ...]]:
     """Values worth trying for each answer: every other choice, and for numbers a value
     on each side of every bound a rule compares them with. Between two bounds every
     value scores alike, so these reach every outcome one number can produce."""
-    alts: dict[str, tuple[Any, ...]] = dict(_ENUMS)
-    for name in _BOOLS:
+    alts: dict[str, tuple[Any, ...]] = dict(CHOICES)
+    for name in BOOLEAN_FIELDS:
         alts[name] = (True, False)
     for name, (low, high) in _BOUNDS.items():
         candidates: set[float] = set()

@@ -18,13 +18,8 @@ from django import forms
 from django.utils import timezone
 
 from advisor.usecase import (
-    DELIVERIES,
-    EXISTING_INTERFACES,
+    CHOICES,
     FIELDS,
-    FIREWALLS,
-    INTERACTIONS,
-    ORDERINGS,
-    PEERS,
     UseCase,
     UseCaseError,
     parse_usecase,
@@ -197,15 +192,7 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
         "custom_tcp": "A custom protocol over TCP",
     },
 }
-_CHOICE_VALUES: dict[str, tuple[str, ...]] = {
-    "interaction": INTERACTIONS,
-    "delivery": DELIVERIES,
-    "ordering": ORDERINGS,
-    "peers": PEERS,
-    "firewall": FIREWALLS,
-    "existing_interface": EXISTING_INTERFACES,
-}
-for _name, _values in _CHOICE_VALUES.items():
+for _name, _values in CHOICES.items():
     assert set(CHOICE_LABELS[_name]) == set(_values), f"labels for every {_name} value"
 
 

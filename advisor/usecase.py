@@ -122,6 +122,18 @@ ACCEPTED: dict[str, str] = {
     "notes": "a string of at most 5000 characters",
 }
 FIELDS: tuple[str, ...] = tuple(UseCase.model_fields)
+# The fields with a fixed set of answers, and the yes/no ones.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "interaction": INTERACTIONS,
+    "delivery": DELIVERIES,
+    "ordering": ORDERINGS,
+    "peers": PEERS,
+    "firewall": FIREWALLS,
+    "existing_interface": EXISTING_INTERFACES,
+}
+BOOLEAN_FIELDS: tuple[str, ...] = tuple(
+    name for name, field in UseCase.model_fields.items() if field.annotation is bool
+)
 assert set(ACCEPTED) == set(FIELDS), "every field needs its accepted-values text"
 
 
