@@ -30,11 +30,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from probes import tlsinfo
 from probes.responder import Responder, start_responder
+from tests.probes.servers_http import Certificates, Server, certificates, running, start_http
 
 T = TypeVar("T")
 S = TypeVar("S", bound="_ServerThread")
@@ -238,3 +241,25 @@ def responder() -> Iterator[Responder]:
     with contextlib.suppress(Exception):
         loop.run(running.close())
     loop.close()
+
+
+# Servers and certificates the HTTP-family probe tests share, one per test module.
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[Server]:
+    with running(start_http()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    with certificates() as bundle:
+        yield bundle
+
+
+@pytest.fixture
+def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Probes trust the test CA, as an operator would with PROBE_CA_FILE."""
+    monkeypatch.setenv(tlsinfo.ENV_CA_FILE, str(certs.ca_file))
+    return certs.ca_file

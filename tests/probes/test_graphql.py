@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,12 +17,6 @@ from tests.probes.servers_http import (
     running,
     start_http,
 )
-
-
-@pytest.fixture(scope="module")
-def web() -> Iterator[Server]:
-    with running(start_http()) as server:
-        yield server
 
 
 def gql_url(server: Server, path: str, scheme: str = "graphql+http") -> str:

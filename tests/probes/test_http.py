@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from tests.probes.conftest import open_fds, wait_until
 from tests.probes.servers_http import (
     Certificates,
     Server,
-    certificates,
     probe_now,
     running,
     start_http,
@@ -29,24 +27,6 @@ from tests.probes.servers_http import (
 )
 
 CHUNKED_BODY = b"alpha," + b"beta," * 1000 + b"gamma"
-
-
-@pytest.fixture(scope="module")
-def web() -> Iterator[Server]:
-    with running(start_http()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    with certificates() as bundle:
-        yield bundle
-
-
-@pytest.fixture
-def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PROBE_CA_FILE", str(certs.ca_file))
-    return certs.ca_file
 
 
 def url(server: Server, path: str, scheme: str = "http") -> str:

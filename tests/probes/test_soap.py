@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,12 +18,6 @@ from tests.probes.servers_http import (
     running,
     start_http,
 )
-
-
-@pytest.fixture(scope="module")
-def web() -> Iterator[Server]:
-    with running(start_http()) as server:
-        yield server
 
 
 def soap_url(server: Server, path: str, scheme: str = "soap+http") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,11 @@ from probes.runner import run_probe
 from tests.probes.servers_http import (
     Certificates,
     Server,
-    certificates,
     probe_now,
     running,
     start_http,
     start_raw,
 )
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    with certificates() as bundle:
-        yield bundle
-
-
-@pytest.fixture
-def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(tlsinfo.ENV_CA_FILE, str(certs.ca_file))
-    return certs.ca_file
 
 
 def tls_url(server: Server, host: str = "localhost") -> str:

@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from probes import tlsinfo, websocket
+from probes import websocket
 from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe
 from tests.probes.conftest import open_fds, wait_until
 from tests.probes.servers_http import (
     Certificates,
     Server,
-    certificates,
     probe_now,
     running,
     start_http,
     start_raw,
     start_websocket,
 )
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    with certificates() as bundle:
-        yield bundle
-
-
-@pytest.fixture
-def trust_ca(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(tlsinfo.ENV_CA_FILE, str(certs.ca_file))
-    return certs.ca_file
 
 
 def ws_url(server: Server, scheme: str = "ws", path: str = "/") -> str:
