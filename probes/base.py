@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 MAX_COUNT = 1000
 MIN_INTERVAL_MS = 10.0
 MAX_TIMEOUT_S = 30.0
+MAX_REDIRECTS = 5
 READ_CAP_BYTES = 64 * 1024
 THROUGHPUT_READ_CAP_BYTES = 256 * 1024 * 1024
 
@@ -69,6 +70,8 @@ class ProbeConfig(BaseModel):
     timeout_s: float = Field(5.0, gt=0, le=MAX_TIMEOUT_S)
     throughput: bool = False
     insecure: bool = False
+    # http/https only: follow up to MAX_REDIRECTS redirects, each hop checked by the guard.
+    follow_redirects: bool = False
 
     @property
     def read_cap(self) -> int:

@@ -34,7 +34,12 @@ Basic authentication and never appear in the result.
 Status policy: 1xx-3xx count as answered; 4xx and 5xx make the sample fail
 with ``HTTP <status> <reason>`` (the phases are still measured, and the status
 is in ``details``). A redirect is reported with its status and ``Location``
-and never followed.
+and not followed, unless ``--follow-redirects`` asks for it: then up to
+``MAX_REDIRECTS`` hops are followed, each checked by the guard like a new
+target (resolved once, refused if private or metadata, connected to by
+address, credentials never carried along). The phases are those of the last
+request; ``latency_ms`` includes the hops before it, listed in
+``details.redirects`` with their time in ``details.redirect_ms``.
 
 ``--throughput``: ``Sample.transfer_bytes`` counts the bytes that arrived after
 the first arrival, over ``transfer_s``, the transfer phase (first to last
@@ -50,8 +55,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from probes import tlsinfo
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes import guard, tlsinfo
+from probes.base import MAX_REDIRECTS, ProbeConfig, ProbeError, Sample, Target
 
 USER_AGENT = "Switchboard-probe/0.1"
 MAX_HEADER_BYTES = 64 * 1024
@@ -455,10 +460,53 @@ def verify_failure(exc: tlsinfo.CertificateVerifyError) -> Sample:
 
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
-    try:
-        response = await fetch(target, config, deadline)
-    except tlsinfo.CertificateVerifyError as exc:
-        return verify_failure(exc)
+    hops: list[dict[str, Any]] = []
+    before_ms = 0.0  # time spent on the redirects before the final request
+    current = target
+    while True:
+        try:
+            response = await fetch(current, config, deadline)
+        except tlsinfo.CertificateVerifyError as exc:
+            return verify_failure(exc)
+        location = response.header("location")
+        if not (config.follow_redirects and 300 <= response.status < 400 and location):
+            break
+        if len(hops) == MAX_REDIRECTS:
+            return _redirected(response, hops, before_ms, f"more than {MAX_REDIRECTS} redirects")
+        # Every hop passes the guard like a new target: resolved once, checked, and
+        # connected to by address. A refused hop gets not one packet.
+        started = time.perf_counter_ns()
+        try:
+            following = await guard.check_redirect(
+                location, current, timeout_s=max(deadline - time.monotonic(), 0.001)
+            )
+        except guard.GuardError as exc:
+            return _redirected(response, hops, before_ms, f"redirect not followed: {exc}")
+        resolve_ms = (time.perf_counter_ns() - started) / 1e6
+        hops.append(
+            {
+                "status": response.status,
+                "location": guard.mask_url(location),
+                "address": following.address,
+                "ms": round(response.latency_ms + resolve_ms, 3),
+            }
+        )
+        before_ms += response.latency_ms + resolve_ms
+        current = following
     if response.status >= 400:
-        return response.sample(ok=False, error=f"HTTP {response.status} {response.reason}".strip())
-    return response.sample()
+        error = f"HTTP {response.status} {response.reason}".strip()
+        return _redirected(response, hops, before_ms, error)
+    return _redirected(response, hops, before_ms, None)
+
+
+def _redirected(
+    response: HttpResponse, hops: list[dict[str, Any]], before_ms: float, error: str | None
+) -> Sample:
+    """The sample of the last response, its latency including the redirects before it."""
+    sample = response.sample(ok=error is None, error=error)
+    if hops:
+        sample.details["redirects"] = hops
+        sample.details["redirect_ms"] = round(before_ms, 3)
+        if sample.latency_ms is not None:
+            sample.latency_ms = round(sample.latency_ms + before_ms, 3)
+    return sample

@@ -112,6 +112,10 @@ async def handle_http(req: Request, writer: asyncio.StreamWriter) -> None:
         writer.write(response(200, "OK", b"hello\n", {"Content-Type": "text/plain"}))
     elif path == "/redirect":
         writer.write(response(302, "Found", b"", {"Location": "/ok"}))
+    elif path == "/redirect-to":
+        writer.write(response(302, "Found", b"", {"Location": req.query["to"][0]}))
+    elif path == "/loop":
+        writer.write(response(301, "Moved Permanently", b"", {"Location": "/loop"}))
     elif path == "/unavailable":
         writer.write(response(503, "Service Unavailable", b"down\n"))
     elif path == "/slow":

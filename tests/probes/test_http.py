@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from probes import http
-from probes.base import ProbeConfig, ProbeError
+from probes.base import MAX_REDIRECTS, ProbeConfig, ProbeError
 from probes.runner import run_probe
 from tests.probes.conftest import open_fds, wait_until
 from tests.probes.servers_http import (
@@ -89,6 +91,70 @@ def test_redirect_is_reported_with_location_and_not_followed(web: Server) -> Non
     assert sample.details["status"] == 302
     assert sample.details["redirect"] == {"status": 302, "location": "/ok", "followed": False}
     assert [r.target for r in web.requests[before:]] == ["/redirect"]
+
+
+FOLLOW = ProbeConfig(timeout_s=5.0, follow_redirects=True)
+
+
+def test_follow_redirects_checks_and_follows_each_hop(web: Server, allow_loopback: str) -> None:
+    before = len(web.requests)
+    sample = probe_now(http, url(web, "/redirect"), FOLLOW)
+
+    assert sample.ok, sample.error
+    assert sample.details["status"] == 200
+    assert "redirect" not in sample.details  # the final answer is not a redirect
+    (hop,) = sample.details["redirects"]
+    assert (hop["status"], hop["location"], hop["address"]) == (302, "/ok", "127.0.0.1")
+    assert [r.target for r in web.requests[before:]] == ["/redirect", "/ok"]
+    # The latency covers the redirect too; the phases are the final request's.
+    assert sample.latency_ms is not None and sample.latency_ms > sample.details["redirect_ms"]
+
+
+def test_a_redirect_to_a_refused_address_is_not_followed(web: Server, allow_loopback: str) -> None:
+    # 127.0.0.0/8 is allowed for the target, but a redirect to the metadata address
+    # (always refused) or to a private network that is not allowed must stop there.
+    for location in (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.255.255.1/",
+        "http://user:secret@0xa9fea9fe/",
+        "ftp://127.0.0.1/file",
+    ):
+        target = url(web, "/redirect-to?to=" + quote(location, safe=""))
+        sample = probe_now(http, target, FOLLOW)
+        assert not sample.ok
+        assert sample.error is not None and sample.error.startswith("redirect not followed")
+        assert "secret" not in sample.error
+        assert sample.details["status"] == 302
+
+
+def test_a_refused_redirect_hop_gets_no_packet(web: Server, default_policy: None) -> None:
+    # With the default policy, a public-looking first hop is not possible here, so the
+    # check runs on the redirect alone: a listener on loopback must see no connection.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        sample = asyncio.run(
+            http.probe(
+                target_for(url(web, f"/redirect-to?to=http://127.0.0.1:{port}/"), "127.0.0.1"),
+                FOLLOW,
+                time.monotonic() + 5,
+            )
+        )
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert not sample.ok and sample.error is not None
+    assert "loopback" in sample.error
+
+
+def test_redirect_loops_end_after_the_limit(web: Server, allow_loopback: str) -> None:
+    before = len(web.requests)
+    sample = probe_now(http, url(web, "/loop"), FOLLOW)
+    assert not sample.ok
+    assert sample.error == f"more than {MAX_REDIRECTS} redirects"
+    assert len(web.requests[before:]) == MAX_REDIRECTS + 1
+    assert len(sample.details["redirects"]) == MAX_REDIRECTS
 
 
 @pytest.mark.parametrize(

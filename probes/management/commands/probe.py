@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from probes.base import (
     MAX_COUNT,
+    MAX_REDIRECTS,
     MAX_TIMEOUT_S,
     MIN_INTERVAL_MS,
     ProbeConfig,
@@ -72,6 +73,14 @@ class Command(BaseCommand):
             action="store_true",
             help="accept a certificate that does not verify (still reported in details)",
         )
+        parser.add_argument(
+            "--follow-redirects",
+            action="store_true",
+            help=(
+                f"http/https: follow up to {MAX_REDIRECTS} redirects, checking every hop like the "
+                "target itself (default: report the redirect, do not follow it)"
+            ),
+        )
         parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -113,6 +122,7 @@ class Command(BaseCommand):
             timeout_s=timeout,
             throughput=bool(options["throughput"]),
             insecure=bool(options["insecure"]),
+            follow_redirects=bool(options["follow_redirects"]),
         )
 
     def _print_header(self, config: ProbeConfig) -> Callable[[Target], None]:
