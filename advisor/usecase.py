@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Interaction = Literal[
     "request_response",
@@ -93,11 +93,19 @@ class UseCase(BaseModel):
     small_team: bool = Field(False, description="A small team that wants few moving parts.")
     notes: str = Field("", max_length=5000, description="Free text.")
 
+    @field_validator("title", "notes")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail on save.
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
+
 
 # What each field accepts, in the words a user reads next to an error.
 ACCEPTED: dict[str, str] = {
     "version": "the number 1",
-    "title": "a string of at most 200 characters",
+    "title": "a string of at most 200 characters, without NUL characters",
     "interaction": _choices(INTERACTIONS),
     "latency_ms": f"a number > 0 and <= {MAX_LATENCY_MS} (milliseconds), or null for no budget",
     "realtime": "true or false",
@@ -119,7 +127,7 @@ ACCEPTED: dict[str, str] = {
     "constrained_devices": "true or false",
     "encryption": "true or false",
     "small_team": "true or false",
-    "notes": "a string of at most 5000 characters",
+    "notes": "a string of at most 5000 characters, without NUL characters",
 }
 FIELDS: tuple[str, ...] = tuple(UseCase.model_fields)
 # The fields with a fixed set of answers, and the yes/no ones.

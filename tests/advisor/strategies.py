@@ -16,8 +16,10 @@ from advisor.usecase import (
     PEERS,
 )
 
+_TEXT = st.characters(exclude_characters="\x00")
+
 _OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
-    "title": st.text(max_size=200),
+    "title": st.text(_TEXT, max_size=200),
     "latency_ms": st.none()
     | st.floats(min_value=0.001, max_value=MAX_LATENCY_MS, allow_nan=False)
     | st.sampled_from([1, 2, 10, 20, 50, 60000]),
@@ -42,7 +44,7 @@ _OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     "constrained_devices": st.booleans(),
     "encryption": st.booleans(),
     "small_team": st.booleans(),
-    "notes": st.text(max_size=50),
+    "notes": st.text(_TEXT, max_size=50),
 }
 
 documents: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(

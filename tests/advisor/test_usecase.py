@@ -74,6 +74,7 @@ INVALID: list[tuple[str, Any]] = [
     ("version", "1"),
     ("title", "x" * 201),
     ("title", 5),
+    ("title", "nul\x00inside"),
     ("interaction", "rpc"),
     ("latency_ms", 0),
     ("latency_ms", -1),
@@ -112,6 +113,7 @@ INVALID: list[tuple[str, Any]] = [
     ("small_team", 1.0),
     ("notes", "x" * 5001),
     ("notes", None),
+    ("notes", "\x00"),
 ]
 
 
