@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", api.api.urls),
     path("", views.home, name="home"),
     path("preview", views.preview, name="preview"),
+    path("knowledge", views.knowledge, name="knowledge"),
     path("d/<int:decision_id>", views.decision_detail, name="decision"),
     path("d/<int:decision_id>/share", views.share_create, name="share_create"),
     path("decisions", views.decision_list, name="decisions"),

@@ -24,7 +24,7 @@ from django_htmx.middleware import HtmxDetails
 
 from advisor import engine, plots, selectors, services
 from advisor.forms import GROUPS, QUESTIONS, ExpiryForm, UseCaseForm, usecase_initial
-from advisor.knowledge import KNOWLEDGE
+from advisor.knowledge import KNOWLEDGE, describe
 from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
 
@@ -392,3 +392,70 @@ class SwitchboardLoginView(LoginView):
         response = super().form_invalid(form)
         response.status_code = 400
         return response
+
+
+FACT_LABELS = {
+    "delivery": "delivery",
+    "push_pull": "push or pull",
+    "browser": "browsers",
+    "firewall": "firewalls",
+    "latency_floor": "latency floor",
+    "message_size": "message size",
+    "ordering": "ordering",
+    "decoupling": "decoupling",
+    "contract": "contract",
+    "operations": "operations",
+    "security": "security",
+}
+
+
+@require_safe
+def knowledge(request: HttpRequest) -> HttpResponse:
+    """The knowledge base as a page: every method's facts, every rule, every source."""
+    kb = KNOWLEDGE
+    rules = [
+        {
+            "id": rule.id,
+            "when": describe(rule.when),
+            "text": rule.text,
+            "source": rule.source,
+            "effects": [
+                {
+                    "method": m,
+                    "label": kb.methods[m].label,
+                    "weight": e.weight,
+                    "text": e.text or "",
+                    "source": e.source or rule.source,
+                }
+                for m, e in rule.effects.items()
+            ],
+        }
+        for rule in kb.rules
+    ]
+    context = {
+        "kb": kb,
+        "kb_version": kb.full_version,
+        "methods": [
+            (name, method, [(FACT_LABELS[f], fact) for f, fact in method.facts.items()])
+            for name, method in kb.methods.items()
+        ],
+        "fit": [
+            {
+                "interaction": interaction,
+                "text": row.text,
+                "source": row.source,
+                "weights": [row.effects[m].weight for m in kb.methods],
+            }
+            for interaction, row in kb.fit.items()
+        ],
+        "rules": rules,
+        "exclusions": [(e, describe(e.when)) for e in kb.exclusions],
+        "implementations": [
+            (kb.methods[m].label, [(c, describe(c.when)) for c in choices])
+            for m, choices in kb.implementations.items()
+        ],
+        "caveats": [(c, describe(c.when)) for c in kb.caveats],
+        "warnings": [(w, describe(w.when)) for w in kb.warnings],
+        "sources": sorted(kb.sources.items()),
+    }
+    return render(request, "advisor/knowledge.html", context)

@@ -264,3 +264,40 @@ def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
 
 KNOWLEDGE: KnowledgeBase = load()
 KB_VERSION: str = KNOWLEDGE.full_version
+
+
+_OPERATOR_WORDS = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥", "ne": "≠"}
+
+
+def _show_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,}" if float(value).is_integer() else f"{value:g}"
+    return str(value)
+
+
+def describe(cond: Condition) -> str:
+    """A condition in words, e.g. ``latency_ms ≤ 10 and peers is one of partner, public``."""
+    parts: list[str] = []
+    for key, test in cond.items():
+        if key in ("any", "all"):
+            joiner = " or " if key == "any" else " and "
+            parts.append("(" + joiner.join(describe(sub) for sub in test) + ")")
+        elif key == "not":
+            parts.append(f"not ({describe(test)})")
+        elif isinstance(test, list) and len(test) == 1:
+            parts.append(f"{key} = {_show_value(test[0])}")
+        elif isinstance(test, list):
+            parts.append(f"{key} is one of {', '.join(_show_value(v) for v in test)}")
+        elif isinstance(test, dict):
+            for op, bound in test.items():
+                if op == "is_null":
+                    parts.append(f"{key} is {'' if bound else 'not '}null")
+                else:
+                    parts.append(f"{key} {_OPERATOR_WORDS[op]} {_show_value(bound)}")
+        else:
+            parts.append(f"{key} = {_show_value(test)}")
+    return " and ".join(parts) if parts else "always"
