@@ -390,3 +390,11 @@ def test_hostile_answers_are_field_errors_never_500(client: Client, field: str, 
     preview = client.post("/preview", form_data(**{field: value}), headers={"HX-Request": "true"})
     assert preview.status_code == 200
     assert top_methods(preview.content.decode()) == []
+
+
+@pytest.mark.parametrize("path", ["/", "/knowledge", "/accounts/login", "/accounts/signup"])
+def test_page_titles_are_plain_text(path: str) -> None:
+    html = Client().get(path).content.decode()
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert title is not None
+    assert "<" not in title.group(1) and len(title.group(1)) < 120
