@@ -511,6 +511,17 @@ class Compiled:
             field for name, inputs in DERIVED.items() if name in read for field in inputs
         )
         self.labels = {m: kb.methods[m].label for m in METHODS}
+        # Per method, the per-message limits of its common implementations, smallest first.
+        self.limits: dict[int, tuple[tuple[int, str, str], ...]] = {
+            METHOD_INDEX[m]: tuple(
+                sorted(
+                    (lim.max_message_bytes, lim.name, kb.sources[lim.source].title)
+                    for lim in kb.methods[m].limits
+                )
+            )
+            for m in METHODS
+            if kb.methods[m].limits
+        }
 
 
 _INT_FIELDS = frozenset({"message_bytes", "file_bytes", "consumers"})
@@ -667,6 +678,17 @@ def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[s
             line = _fill(cav, values)
             for m in cav.methods:
                 caveats[m].append(line)
+    size = values["message_bytes"]
+    for m, limits in c.limits.items():
+        exceeded = [limit for limit in limits if size > limit[0]]
+        if exceeded:
+            caveats[m].append(
+                f"{size:,}-byte messages exceed the limit of "
+                + ", ".join(f"{name} ({limit:,} bytes)" for limit, name, _ in exceeded)
+                + " ["
+                + "; ".join(dict.fromkeys(title for _, _, title in exceeded))
+                + "]"
+            )
     results = []
     for m in order:
         implementation = implementation_reason = None

@@ -65,11 +65,20 @@ class Fact(_Strict):
     source: str
 
 
+class Limit(_Strict):
+    """A hard per-message limit of a common implementation, with where it is stated."""
+
+    name: str
+    max_message_bytes: int = Field(gt=0)
+    source: str
+
+
 class Method(_Strict):
     label: str
     family: str
     best_suited_for: str
     implementations: list[str]
+    limits: list[Limit] = Field(default_factory=list)
     facts: dict[
         Literal[
             "delivery",
@@ -205,6 +214,8 @@ class KnowledgeBase(_Strict):
         for name, method in self.methods.items():
             for fact_name, fact in method.facts.items():
                 source(fact.source, f"methods.{name}.facts.{fact_name}")
+            for limit in method.limits:
+                source(limit.source, f"methods.{name}.limits.{limit.name}")
         for interaction, row in self.fit.items():
             where = f"fit.{interaction}"
             source(row.source, where)

@@ -411,3 +411,20 @@ def test_browser_clients_never_raise_raw_tcp(doc: dict[str, Any]) -> None:
 def test_typed_and_json_forms_agree() -> None:
     usecase = parse_usecase({"interaction": "streaming", "consumers": 3})
     assert recommend(usecase).contract_json() == recommend_json(usecase)
+
+
+def test_implementation_limits_are_data_and_show_as_caveats() -> None:
+    limits = {lim.name: lim.max_message_bytes for lim in KNOWLEDGE.methods["message_queue"].limits}
+    assert limits["Kafka default message.max.bytes"] == 1048588
+    assert limits["NATS default max_payload"] == 1048576
+    small = row(advise(interaction="streaming", message_bytes=100_000), "message_queue")
+    assert not any("exceed the limit" in c for c in small["caveats"])
+    medium = row(advise(interaction="streaming", message_bytes=200_000), "message_queue")
+    (line,) = [c for c in medium["caveats"] if "exceed the limit" in c]
+    assert "AWS IoT Core MQTT (131,072 bytes)" in line and "Kafka" not in line
+    large = row(advise(interaction="streaming", message_bytes=2_000_000), "message_queue")
+    (line,) = [c for c in large["caveats"] if "exceed the limit" in c]
+    assert "Kafka default message.max.bytes (1,048,588 bytes)" in line
+    assert "Azure Service Bus premium" not in line  # 100 MB is not exceeded
+    grpc = row(advise(interaction="request_response", message_bytes=5_000_000), "rpc")
+    assert any("4,194,304" in c for c in grpc["caveats"])

@@ -22,6 +22,8 @@ def test_every_method_fact_rule_and_source_is_on_the_page() -> None:
         assert f'id="method-{name}"' in html
         for fact in method.facts.values():
             assert fact.text in html
+        for limit in method.limits:
+            assert f"{limit.name}: {limit.max_message_bytes} bytes" in html
     for rule in KNOWLEDGE.rules:
         assert f'id="rule-{rule.id}"' in html
         assert rule.text in html
