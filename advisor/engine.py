@@ -24,6 +24,7 @@ import string
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -246,6 +247,7 @@ class ScoringRule:
     effects: tuple[Effect, ...]
     reads: frozenset[str]  # the names its condition reads, derived values included
 
+    @cached_property
     def display(self) -> tuple[tuple[int, float, dict[str, Any], str], ...]:
         """Per effect: method, sort key, the factor without its answer, the reason's tail.
 
@@ -311,17 +313,68 @@ class FieldPlan:
     may_exclude: frozenset[int]
 
 
-def _key(value: Any) -> tuple[type, Any]:
-    # True == 1 in Python; keep booleans and numbers apart as dictionary keys.
-    return (type(value), value)
-
-
 def _in_order(answers: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(answers, key=_FIELD_ORDER.__getitem__))
 
 
 def _template_names(template: str) -> tuple[str, ...]:
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def _field_plan(
+    field: str,
+    alternatives: tuple[Any, ...],
+    rules: tuple[ScoringRule, ...],
+    exclusions: tuple[ExclusionRule, ...],
+    fit: dict[str, ScoringRule],
+) -> FieldPlan:
+    """What "what would change" needs to try other values of one answer.
+
+    Most rules read one answer only. What they add to each method under every value
+    worth trying is known in advance: one vector per value, in which exclusions that
+    read only this answer are a penalty no score can make up for. Only the rules and
+    exclusions that also read other answers are evaluated per use case."""
+    only = frozenset({field})
+    solo = tuple(r for r in rules if r.reads == only)
+    solo_exclusions = tuple(e for e in exclusions if e.reads == only)
+    candidates = []
+    for value in alternatives:
+        vector = [0.0] * N
+        probe = {field: value}
+        for rule in solo:
+            if rule.pred(probe):
+                for effect in rule.effects:
+                    vector[effect[0]] += effect[1]
+        for excl in solo_exclusions:
+            if excl.pred(probe):
+                for m in excl.methods:
+                    vector[m] -= PENALTY
+        if field == "interaction":
+            for effect in fit[value].effects:
+                vector[effect[0]] += effect[1]
+        candidates.append((value, vector))
+    # The most this answer can move each method: the sum of the weights of every rule
+    # that reads it (for interaction, the spread of the fit rows). A change to it
+    # cannot overturn a lead larger than that, so it need not be tried.
+    reach = [0.0] * N
+    for rule in rules:
+        for effect in rule.effects:
+            reach[effect[0]] += abs(effect[1])
+    if field == "interaction":
+        for m in range(N):
+            weights = [e[1] for row in fit.values() for e in row.effects if e[0] == m]
+            reach[m] += max(weights) - min(weights)
+    return FieldPlan(
+        field=field,
+        candidates=tuple(candidates),
+        solo_rules=solo,
+        joint_rules=tuple(r for r in rules if r not in solo),
+        solo_exclusions=solo_exclusions,
+        joint_exclusions=tuple(e for e in exclusions if e not in solo_exclusions),
+        reach=reach,
+        # A change that may rule out the winner must always be tried.
+        may_exclude=frozenset(m for excl in exclusions for m in excl.methods),
+    )
 
 
 class Compiled:
@@ -415,92 +468,16 @@ class Compiled:
             )
             for w in kb.warnings
         )
-        # Which rules can change when one answer changes ("what would change").
-        by_answer: dict[str, list[ScoringRule]] = defaultdict(list)
-        for scoring_rule in self.scoring:
-            for answer in scoring_rule.answers:
-                by_answer[answer].append(scoring_rule)
-        self.scoring_by_answer = {k: tuple(v) for k, v in by_answer.items()}
-        excl_by_answer: dict[str, list[ExclusionRule]] = defaultdict(list)
-        for excl_rule in self.exclusions:
-            for answer in excl_rule.answers:
-                excl_by_answer[answer].append(excl_rule)
-        self.exclusions_by_answer = {k: tuple(v) for k, v in excl_by_answer.items()}
-        self.alternatives = _alternatives(thresholds)
-        self.display = {id(rule): rule.display() for rule in (*self.fit.values(), *self.scoring)}
-        # The most one answer can move each method: the sum of the weights of every rule
-        # that reads it (for interaction, the spread of the fit rows). A change to that
-        # answer cannot overturn a lead larger than these, so it need not be tried.
-        self.reach: dict[str, list[float]] = {}
-        for field in self.alternatives:
-            reach = [0.0] * N
-            for scoring_rule in self.scoring_by_answer.get(field, ()):
-                for eff in scoring_rule.effects:
-                    reach[eff[0]] += abs(eff[1])
-            if field == "interaction":
-                for m in range(N):
-                    weights = [e[1] for fr in self.fit.values() for e in fr.effects if e[0] == m]
-                    reach[m] += max(weights) - min(weights)
-            self.reach[field] = reach
-        # Most rules read one answer only. For those, what they add to each method
-        # under every value worth trying is known in advance: one vector per value.
-        # Only the rules that read several answers are evaluated per use case.
-        # Exclusions that read one answer join these vectors as a penalty no score can
-        # make up for.
-        self.solo: dict[str, dict[Any, list[float]]] = {}
-        self.solo_rules: dict[str, tuple[ScoringRule, ...]] = {}
-        self.joint_rules: dict[str, tuple[ScoringRule, ...]] = {}
-        self.solo_exclusions: dict[str, tuple[ExclusionRule, ...]] = {}
-        self.joint_exclusions: dict[str, tuple[ExclusionRule, ...]] = {}
-        for field, alternatives in self.alternatives.items():
-            only = frozenset({field})
-            solo = tuple(r for r in self.scoring_by_answer.get(field, ()) if r.reads == only)
-            self.solo_rules[field] = solo
-            self.joint_rules[field] = tuple(
-                r for r in self.scoring_by_answer.get(field, ()) if r not in solo
-            )
-            solo_excl = tuple(
-                e for e in self.exclusions_by_answer.get(field, ()) if e.reads == only
-            )
-            self.solo_exclusions[field] = solo_excl
-            self.joint_exclusions[field] = tuple(
-                e for e in self.exclusions_by_answer.get(field, ()) if e not in solo_excl
-            )
-            vectors: dict[Any, list[float]] = {}
-            for value in alternatives:
-                vector = [0.0] * N
-                probe = {field: value}
-                for solo_rule in solo:
-                    if solo_rule.pred(probe):
-                        for eff in solo_rule.effects:
-                            vector[eff[0]] += eff[1]
-                for solo_excl_rule in solo_excl:
-                    if solo_excl_rule.pred(probe):
-                        for m in solo_excl_rule.methods:
-                            vector[m] -= PENALTY
-                if field == "interaction":
-                    for eff in self.fit[value].effects:
-                        vector[eff[0]] += eff[1]
-                vectors[_key(value)] = vector
-            self.solo[field] = vectors
-        # The methods an answer can rule out; a change that may rule out the winner
-        # must always be tried.
-        self.may_exclude: dict[str, frozenset[int]] = {
-            field: frozenset(m for excl in rules for m in excl.methods)
-            for field, rules in self.exclusions_by_answer.items()
-        }
+        # "What would change": for every answer worth changing, a plan of what to re-check.
         self.plans = tuple(
-            FieldPlan(
-                field=field,
-                candidates=tuple((value, self.solo[field][_key(value)]) for value in alternatives),
-                solo_rules=self.solo_rules[field],
-                joint_rules=self.joint_rules[field],
-                solo_exclusions=self.solo_exclusions[field],
-                joint_exclusions=self.joint_exclusions[field],
-                reach=self.reach[field],
-                may_exclude=self.may_exclude.get(field, frozenset()),
+            _field_plan(
+                field,
+                alternatives,
+                tuple(r for r in self.scoring if field in r.answers),
+                tuple(e for e in self.exclusions if field in e.answers),
+                self.fit,
             )
-            for field, alternatives in self.alternatives.items()
+            for field, alternatives in _alternatives(thresholds).items()
         )
         # Derived values that scoring or exclusions read must be recomputed when one of
         # their inputs changes; those only warnings read need not be.
@@ -662,7 +639,7 @@ def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[s
     rules = [state.fit] + [r for r in c.scoring if state.matched[r.index]]
     for rule in rules:
         answer = _answer_text(rule.fields, values)
-        for m, key, static, tail in c.display[id(rule)]:
+        for m, key, static, tail in rule.display:
             factor = static.copy()
             factor["answer"] = answer
             rows[m].append((key, factor, answer + tail))
