@@ -14,8 +14,9 @@ Every probe goes through :func:`resolve_target` before a single packet is sent:
    name with one public and one private answer is refused, because the
    connection could go to either.
 4. IPv6 addresses that carry an IPv4 address (IPv4-mapped ``::ffff:0:0/96``,
-   NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo
-   ``2001::/32``) are checked for the embedded address too.
+   IPv4-translated ``::ffff:0:0:0/96``, IPv4-compatible ``::/96``, NAT64
+   ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo
+   ``2001::/32``, ISATAP interface ids) are checked for the embedded address too.
 5. The probe connects to :attr:`Target.address`, the address that was checked,
    so a second resolution can never swap it (DNS rebinding).
 
@@ -60,6 +61,10 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated by RFC 4291, still routable by SIT
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT, RFC 2765
+# ISATAP interface identifiers (RFC 5214): 0000:5efe or 0200:5efe, then the IPv4 address.
+ISATAP_IDS = frozenset({bytes.fromhex("00005efe"), bytes.fromhex("02005efe")})
 
 # WHATWG: a host whose last label is a number is an IPv4 address or invalid.
 _NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
@@ -244,18 +249,48 @@ def _settings_value() -> str:
 
 
 def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo)."""
+    """IPv4 addresses an IPv6 address carries.
+
+    IPv4-mapped and IPv4-translated (SIIT), the deprecated IPv4-compatible
+    ``::a.b.c.d``, NAT64 (at the /96 position), 6to4, Teredo and ISATAP. Each
+    of these can deliver packets to the IPv4 host inside on some network, so
+    the guard judges that host too.
+    """
     if isinstance(address, ipaddress.IPv4Address):
         return []
     found: list[ipaddress.IPv4Address] = []
+    value = int(address)
+    packed = address.packed
     if address.ipv4_mapped is not None:
         found.append(address.ipv4_mapped)
+    if address in IPV4_TRANSLATED or (address in IPV4_COMPATIBLE and value > 1):
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
     if address in NAT64_WELL_KNOWN or address in NAT64_LOCAL:
-        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
     if address.sixtofour is not None:
         found.append(address.sixtofour)
     if address.teredo is not None:
         found.extend(address.teredo)
+    if packed[8:12] in ISATAP_IDS:
+        found.append(ipaddress.IPv4Address(packed[12:]))
+    return list(dict.fromkeys(found))
+
+
+def metadata_candidates(address: IPAddress) -> list[IPAddress]:
+    """Every address ``address`` might reach, for the always-refused metadata check.
+
+    Beyond :func:`embedded_ipv4`: a local-use NAT64 prefix (``64:ff9b:1::/48``)
+    may be a /48, /56, /64 or /96 of the operator's choosing, and RFC 6052
+    puts the IPv4 bytes in a different place for each. Which one applies is
+    unknowable here, so a metadata address in any of them refuses.
+    """
+    found: list[IPAddress] = [address, *embedded_ipv4(address)]
+    if isinstance(address, ipaddress.IPv6Address) and address in NAT64_LOCAL:
+        packed = address.packed
+        # RFC 6052 section 2.2: bytes around the reserved byte 8 for /48 and /56,
+        # bytes 9-12 for /64 (bytes 12-15 for /96 are in embedded_ipv4 already).
+        for indices in ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12)):
+            found.append(ipaddress.IPv4Address(bytes(packed[i] for i in indices)))
     return found
 
 
@@ -299,7 +334,7 @@ def refusal(address: IPAddress, networks: list[IPNetwork] | None = None) -> tupl
     def subject(view: IPAddress) -> str:
         return str(address) if view == address else f"{address} (which embeds {view})"
 
-    for view in views:
+    for view in metadata_candidates(address):
         if view in METADATA_ADDRESSES:
             return subject(view), "a cloud metadata address; probes never go there"
     for view in views:

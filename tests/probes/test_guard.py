@@ -178,7 +178,30 @@ def test_public_addresses_pass_without_any_allowance(
         "http://[64:ff9b::a9fe:a9fe]/",
         "http://[2002:a9fe:a9fe::1]/",
         "http://[fd00:ec2::254]/",
+        "http://[fd00:ec2:0:0:0:0:0:254]/",
+        "http://[FD00:EC2::0254]/",
         "http://100.100.100.200/",
+        "http://169.254.43518/",  # short forms
+        "http://169.16689662/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://169.254.169.254./",
+        "http://1684301000/",  # 100.100.100.200 as one number
+        "http://0x646464c8/",
+        "http://0144.0144.0144.0310/",
+        "http://100.6579400/",
+        "http://[::ffff:100.100.100.200]/",
+        "http://[64:ff9b::6464:64c8]/",
+        "http://[2002:6464:64c8::1]/",
+        "http://[::169.254.169.254]/",  # deprecated IPv4-compatible
+        "http://[::6464:64c8]/",
+        "http://[::ffff:0:169.254.169.254]/",  # IPv4-translated (SIIT)
+        "http://[64:ff9b:1::a9fe:a9fe]/",  # local-use NAT64, /96 position
+        "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # local-use NAT64, /48 position
+        "http://[64:ff9b:1:a9:fe:a9fe::]/",  # /56 position
+        "http://[64:ff9b:1:0:a9:fea9:fe00:0]/",  # /64 position
+        "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo client 169.254.169.254
+        "http://[2001:db8::5efe:169.254.169.254]/",  # ISATAP
+        "http://[fe80::200:5efe:a9fe:a9fe]/",
     ],
 )
 def test_metadata_addresses_are_refused_even_when_allowed(
@@ -204,6 +227,22 @@ def test_nat64_needs_the_embedded_address_allowed(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "64:ff9b::/96")
     with pytest.raises(GuardError, match=r"which embeds 127\.0\.0\.1"):
         resolve("http://[64:ff9b::7f00:1]/")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["::10.0.0.1", "::ffff:0:10.0.0.1", "2001:db8::5efe:10.0.0.1", "2606:4700::200:5efe:a00:1"],
+)
+def test_allowing_all_ipv6_does_not_allow_the_private_ipv4_inside(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    # IPv4-compatible, IPv4-translated and ISATAP addresses can carry packets
+    # to the IPv4 host inside, so that host must be allowed too.
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "::/0")
+    with pytest.raises(GuardError, match=r"which embeds 10\.0\.0\.1\) is a private"):
+        resolve(f"http://[{host}]/")
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "::/0,10.0.0.0/8")
+    assert resolve(f"http://[{host}]/").address == str(ipaddress.ip_address(host))
 
 
 def test_the_environment_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
