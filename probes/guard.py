@@ -182,20 +182,34 @@ def parse_url(url: str) -> ParsedURL:
         parts = urlsplit(url)
         port_text = parts.port
     except ValueError as exc:
-        raise GuardError(f"{masked}: invalid URL ({exc})") from exc
+        hostport = urlsplit(url).netloc.rpartition("@")[2] if "[" not in url else ""
+        if hostport.count(":") > 1:
+            raise GuardError(
+                "an IPv6 address needs brackets in a URL, e.g. tcp://[2001:db8::1]:443"
+            ) from exc
+        raise GuardError(f"invalid URL ({exc})") from exc
     scheme = parts.scheme.lower()
     if scheme not in REGISTRY:
         known = ", ".join(schemes())
         raise GuardError(f"unknown scheme {scheme or '(none)'!r}; known schemes: {known}")
     host = parts.hostname
     if not host:
-        raise GuardError(f"{masked}: the URL has no host")
-    if any(ch.isspace() for ch in host) or "\\" in host:
-        raise GuardError(f"{masked}: the host contains invalid characters")
+        raise GuardError("the URL has no host")
+    if any(ch.isspace() or not ch.isprintable() for ch in host) or "\\" in host:
+        raise GuardError(f"the host {host!r} contains invalid characters")
+    if port_text == 0:
+        raise GuardError("port 0 cannot be probed; give a port from 1 to 65535")
     port = port_text if port_text is not None else REGISTRY[scheme].default_port
     if port == 0:
-        raise GuardError(f"{masked}: a {scheme}:// URL needs an explicit port (1-65535)")
+        raise GuardError(f"a {scheme}:// URL needs an explicit port (1-65535)")
     literal = parse_host(host)
+    if literal is None:
+        try:
+            # The codec the resolver will use: a name it cannot encode (an
+            # empty or over-long label) is invalid input, not a silent target.
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise GuardError(f"host {host!r} is not a valid host name ({exc})") from exc
     # A numeric host is named by its canonical spelling from here on, so the
     # Host header and logs show the address that was actually checked.
     host_name = str(literal) if literal is not None else host.rstrip(".").lower()
@@ -347,7 +361,9 @@ def refusal(address: IPAddress, networks: list[IPNetwork] | None = None) -> tupl
             continue
         if any(view.version == net.version and view in net for net in networks):
             continue
-        return subject(view), f"a {reason} address; set {ENV_ALLOWED} to allow such networks"
+        article = "an" if reason[0] in "aeiou" else "a"
+        allow = f"set {ENV_ALLOWED} to allow such networks"
+        return subject(view), f"{article} {reason} address; {allow}"
     return None
 
 

@@ -125,6 +125,12 @@ def test_bad_options_are_exit_2_naming_the_option(
         ("http://0x7f.1/", None, "loopback"),
         ("http://169.254.169.254/", "0.0.0.0/0", "cloud metadata"),
         ("http://1.2.3.4.5/", None, "too many parts"),
+        ("http:///x", LOOPBACK_NETWORKS, "the URL has no host"),
+        ("tcp://127.0.0.1:0", LOOPBACK_NETWORKS, "port 0 cannot be probed"),
+        ("tcp://127.0.0.1:65536", LOOPBACK_NETWORKS, "invalid URL (Port out of range"),
+        ("tcp://::1:6379", LOOPBACK_NETWORKS, "an IPv6 address needs brackets"),
+        ("http://a..b/", LOOPBACK_NETWORKS, "not a valid host name"),
+        ("http://[::]:80/", "127.0.0.0/8", "an unspecified address"),
     ],
 )
 def test_invalid_or_refused_targets_are_exit_2(url: str, allowed: str | None, message: str) -> None:
@@ -132,6 +138,15 @@ def test_invalid_or_refused_targets_are_exit_2(url: str, allowed: str | None, me
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+    # One line naming the URL once: "probe: URL: reason".
+    assert proc.stderr.startswith(f"probe: {url}: ") and proc.stderr.count(url) == 1
+
+
+def test_credentials_without_a_host_are_exit_2_and_masked() -> None:
+    proc = probe("redis://user:hunter2@:6379", "--count", "1")
+    assert proc.returncode == 2
+    assert proc.stderr == "probe: redis://user:****@:6379: the URL has no host\n"
+    assert proc.stdout == ""
 
 
 def test_passwords_never_appear_in_any_output(closed_tcp_port: int) -> None:
