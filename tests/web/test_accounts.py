@@ -227,6 +227,38 @@ def test_every_model_is_in_the_admin(alice: User) -> None:
     assert client.get(f"/admin/advisor/sharelink/{share.pk}/change/").status_code == 200
 
 
+def test_admin_cannot_add_tokenless_links_or_engine_free_decisions(alice: User) -> None:
+    # Adding a ShareLink in the admin stored an empty token hash (a second add then
+    # crashed on the unique hash: 500), and adding a Decision crashed on its
+    # read-only result. Only the app makes them; the admin reads, revokes, expires.
+    User.objects.create_superuser("root", password=PASSWORD)
+    decision, _ = services.decision_create(usecase=CHAT, owner=alice)
+    other, _ = services.decision_create(usecase=BATCH, owner=alice)
+    share = decision.share_links.get()
+    client = logged_in(User.objects.get(username="root"))
+    link_form = {"decision": str(decision.pk), "expires_at_0": "", "expires_at_1": ""}
+    for _ in range(2):
+        assert client.post("/admin/advisor/sharelink/add/", link_form).status_code == 403
+    assert client.post("/admin/advisor/decision/add/", {"title": "x"}).status_code == 403
+    assert ShareLink.objects.count() == 2 and Decision.objects.count() == 2
+
+    # Editing a link sets its expiry but never moves it to another decision.
+    changed = client.post(
+        f"/admin/advisor/sharelink/{share.pk}/change/",
+        {
+            "decision": str(other.pk),
+            "expires_at_0": "2099-01-01",
+            "expires_at_1": "00:00:00",
+            "revoked_at_0": "",
+            "revoked_at_1": "",
+        },
+    )
+    assert changed.status_code == 302
+    share.refresh_from_db()
+    assert share.decision_id == decision.pk
+    assert share.expires_at is not None and share.expires_at.year == 2099
+
+
 def _unlabelled_inputs(html: str) -> list[str]:
     """Visible form controls without a <label for=...> naming them."""
     labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', html))
