@@ -7,6 +7,7 @@ exactly what the share page says, whatever the engine says today.
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -109,6 +110,29 @@ def _pros_cons(item: dict[str, Any]) -> list[str]:
     return lines
 
 
+def distinct_flips(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stored "what would change" entries, each change listed once.
+
+    The engine lists the changes that would put the runner-up first twice: once
+    for the winner ("would rank first instead of") and once for the runner-up
+    ("would overtake"). Both say the same thing, so a reader gets the first.
+    """
+    seen: set[tuple[str, str, str]] = set()
+    flips = []
+    for flip in result.get("what_would_change") or []:
+        if not isinstance(flip, dict):
+            continue
+        key = (
+            str(flip.get("field")),
+            json.dumps(flip.get("value"), sort_keys=True, default=str),
+            str(flip.get("winner")),
+        )
+        if key not in seen:
+            seen.add(key)
+            flips.append(flip)
+    return flips
+
+
 def _sources(ranking: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, str] = {}
     for item in ranking:
@@ -124,7 +148,7 @@ def decision_to_madr(decision: Decision) -> str:
     result: dict[str, Any] = decision.result if isinstance(decision.result, dict) else {}
     ranking: list[dict[str, Any]] = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
     warnings = [str(w) for w in result.get("warnings") or []]
-    flips = [f for f in result.get("what_would_change") or [] if isinstance(f, dict)]
+    flips = distinct_flips(result)
     title = _line(decision.title or usecase.get("title") or "") or "How the two servers talk"
     winner = ranking[0] if ranking else None
 

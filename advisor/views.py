@@ -25,7 +25,7 @@ from django_htmx.middleware import HtmxDetails
 from advisor import engine, plots, selectors, services
 from advisor.forms import GROUPS, QUESTIONS, ExpiryForm, UseCaseForm, usecase_initial
 from advisor.knowledge import KNOWLEDGE, describe
-from advisor.madr import answer_text, decision_to_madr
+from advisor.madr import answer_text, decision_to_madr, distinct_flips
 from advisor.models import Decision, ShareLink
 
 # Decisions an anonymous visitor made, by id, so they can reopen them and keep
@@ -61,6 +61,11 @@ def _claim_session_decisions(request: HttpRequest) -> None:
 def _page_context(result: dict[str, Any]) -> dict[str, Any]:
     """What the recommendation templates need, from the stored result only."""
     ranking = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
+    flips = distinct_flips(result)
+    # Each method's "why not" ends with the single changes that would put it first.
+    wins_if: dict[str, list[str]] = {}
+    for flip in flips:
+        wins_if.setdefault(str(flip.get("winner")), []).append(str(flip.get("text", "")))
     contributions = plots.field_contributions(ranking)
     ranking_figure, contribution_figure = plots.figures(ranking)
     return {
@@ -68,7 +73,10 @@ def _page_context(result: dict[str, Any]) -> dict[str, Any]:
         "ranking": ranking,
         "winner": ranking[0] if ranking else None,
         "warnings": result.get("warnings") or [],
-        "flips": result.get("what_would_change") or [],
+        "flips": flips,
+        "method_rows": [
+            {"item": item, "wins_if": wins_if.get(str(item.get("method")), [])} for item in ranking
+        ],
         "contributions": contributions,
         "contribution_rows": [
             {"field": field, "values": values}

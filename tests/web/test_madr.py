@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
 
 from advisor import services
 from advisor.madr import decision_to_madr
@@ -136,3 +137,50 @@ def test_scores_round_the_same_in_the_record_the_table_and_the_chart(decision: D
     assert re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)[1] == "0.25"
     figure = page.split('<script id="fig-ranking" type="application/json">')[1]
     assert '"0.25"' in figure.split("</script>")[0]
+
+
+def _with_runner_up_duplicates(decision: Decision) -> list[str]:
+    """Store the engine's flips as it lists them: each change that puts the runner-up
+    first appears for the winner ("would rank first instead of") and again for the
+    runner-up ("would overtake"). Returns the distinct texts a reader should get."""
+    result = decision.result
+    first, second = (item["method"] for item in result["ranking"][:2])
+    mine = [f for f in result["what_would_change"] if f["for_method"] == first]
+    assert any(f["winner"] == second for f in mine), "pick answers the runner-up can flip"
+    copies = [
+        {**f, "for_method": second, "text": f["text"].split(", ")[0] + ", it would overtake."}
+        for f in mine
+        if f["winner"] == second
+    ]
+    result["what_would_change"] = mine + copies
+    decision.result = result
+    decision.save()
+    return [f["text"] for f in mine]
+
+
+WEBHOOKS_OR_QUEUE = {
+    **ORDERS,
+    "peers": "partner",
+    "firewall": "http_only",
+    "message_bytes": 2048,
+}
+
+
+def test_each_change_that_would_flip_the_answer_is_listed_once() -> None:
+    decision = services.decision_create(usecase=parse_usecase(WEBHOOKS_OR_QUEUE), owner=None)[0]
+    expected = _with_runner_up_duplicates(decision)
+    token = services.share_link_create(decision=decision)[1]
+
+    record = Client().get(f"/s/{token}/decision.md").content.decode()
+    listed = record.split("### What would change this decision")[1].split("\n## ")[0]
+    assert re.findall(r"^\* (.+)$", listed, re.M) == expected
+
+    page = Client().get(f"/s/{token}").content.decode()
+    section = page.split('id="flips-title"')[1].split("</section>")[0]
+    assert re.findall(r"<li>(.+?)</li>", section) == [escape(t) for t in expected]
+    # The runner-up's own "why not" names what would put it first.
+    runner_up = decision.result["ranking"][1]["method"]
+    details = page.split(f'id="m-{runner_up}"')[1].split("</details>")[0]
+    assert "What would put it first" in details
+    winner = decision.result["ranking"][0]["method"]
+    assert "What would put it first" not in page.split(f'id="m-{winner}"')[1].split("</details>")[0]
