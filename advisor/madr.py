@@ -7,6 +7,7 @@ exactly what the share page says, whatever the engine says today.
 
 from __future__ import annotations
 
+import html
 import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -42,10 +43,21 @@ def answer_text(field: str, value: Any) -> str:
     return _line(value)
 
 
+def _user_text(text: Any) -> str:
+    """What a visitor typed (title, notes), as literal text in the record.
+
+    Records end up rendered by wikis and static-site generators, many of which pass
+    raw HTML through; a shared decision's title must not become markup there.
+    """
+    return html.escape(_line(text), quote=False)
+
+
 def _clause(text: Any) -> str:
     """Stored text continuing a sentence: "because a queue ...", but "because RFC ..."."""
     line = _line(text)
-    if len(line) > 1 and line[0].isupper() and line[1].islower():
+    word = line.split(" ", 1)[0]
+    # "A queue", "Queues": an ordinary capitalised first word; "RFC", "X.509": as is.
+    if word[:1].isupper() and (len(word) == 1 or word[1:].islower()) and word != "I":
         return line[0].lower() + line[1:]
     return line
 
@@ -149,7 +161,7 @@ def decision_to_madr(decision: Decision) -> str:
     ranking: list[dict[str, Any]] = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
     warnings = [str(w) for w in result.get("warnings") or []]
     flips = distinct_flips(result)
-    title = _line(decision.title or usecase.get("title") or "") or "How the two servers talk"
+    title = _user_text(decision.title or usecase.get("title") or "") or "How the two servers talk"
     winner = ranking[0] if ranking else None
 
     out: list[str] = [
@@ -172,7 +184,7 @@ def decision_to_madr(decision: Decision) -> str:
         f"{answer_text('interaction', interaction)}. Which communication method should they use?"
     )
     if usecase.get("notes"):
-        out += ["", f"Notes: {_line(usecase['notes'])}"]
+        out += ["", f"Notes: {_user_text(usecase['notes'])}"]
     out += ["", "## Decision Drivers", ""]
     out += [f"* {d}" for d in _drivers(usecase)]
     if warnings:

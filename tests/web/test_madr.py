@@ -95,8 +95,41 @@ def test_madr_pros_and_cons_follow_the_factor_signs(decision: Decision) -> None:
         kind = "Good" if factor["weight"] > 0 else "Bad" if factor["weight"] < 0 else "Neutral"
         text = " ".join(factor["text"].split())
         # The text continues the sentence: "because a queue ...", "because RFC ...".
-        continued = text[0].lower() + text[1:] if text[1].islower() else text
+        word = text.split()[0]
+        ordinary = len(word) == 1 or word[1:].islower()
+        continued = text[0].lower() + text[1:] if ordinary else text
         assert f"* {kind}, because {continued}" in section
+
+
+@pytest.mark.parametrize(
+    ("stored", "continued"),
+    [
+        ("A queue stores messages.", "a queue stores messages."),
+        ("Queues exist to hand off work.", "queues exist to hand off work."),
+        ("RFC 9110 says so.", "RFC 9110 says so."),
+        ("WebSockets keep one connection.", "WebSockets keep one connection."),
+        ("X.509 certificates expire.", "X.509 certificates expire."),
+    ],
+)
+def test_madr_reasons_continue_the_sentence_in_lower_case(
+    decision: Decision, stored: str, continued: str
+) -> None:
+    result = decision.result
+    result["ranking"][0]["factors"] = [
+        {"answer": "interaction = fire_and_forget", "weight": 2.0, "text": stored}
+    ]
+    decision.result = result
+    assert f"* Good, because {continued} (interaction" in decision_to_madr(decision)
+
+
+def test_madr_keeps_what_a_visitor_typed_as_text_not_markup() -> None:
+    typed = {**ORDERS, "title": "Orders <b>to</b> the <img src=x onerror=alert(1)>"}
+    typed["notes"] = "Ask <script>alert(1)</script> & co"
+    decision = services.decision_create(usecase=parse_usecase(typed), owner=None)[0]
+    text = decision_to_madr(decision)
+    assert "\n# Orders &lt;b&gt;to&lt;/b&gt; the &lt;img src=x onerror=alert(1)&gt;\n" in text
+    assert "Notes: Ask &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in text
+    assert "<script>" not in text and "<b>" not in text and "<img" not in text
 
 
 def test_madr_is_derived_from_the_stored_result(decision: Decision) -> None:
