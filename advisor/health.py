@@ -14,11 +14,13 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 
+# GET and HEAD: many load balancers check with HEAD, and a 405 would mark the
+# process down.
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
@@ -57,7 +59,7 @@ def broker_check() -> str | None:
 
 
 @never_cache
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> HttpResponse:
     checks = {"database": database_check(), "broker": broker_check()}
     ready = all(problem is None for problem in checks.values())

@@ -398,3 +398,11 @@ def test_page_titles_are_plain_text(path: str) -> None:
     title = re.search(r"<title>(.*?)</title>", html, re.S)
     assert title is not None
     assert "<" not in title.group(1) and len(title.group(1)) < 120
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_checks_answer_head_as_load_balancers_send_it(path: str) -> None:
+    get, head = Client().get(path), Client().head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    assert Client().post(path).status_code == 405
