@@ -253,10 +253,13 @@ def recommendation_get(request: HttpRequest, token: str) -> HttpResponse:
     """
     link = selectors.share_link_get_active(token=token)
     if link is None:
-        raise HttpError(404, _NOT_FOUND)
-    response = api.create_response(request, _out(request, link.decision, token), status=200)
-    # Same rules as the share page: the token is a secret in the URL, so it must
-    # not leak through Referer, and a shared result is not for search engines.
+        body: dict[str, Any] = {"detail": _NOT_FOUND}
+        response = api.create_response(request, body, status=404)
+    else:
+        response = api.create_response(request, _out(request, link.decision, token), status=200)
+    # Same rules as the share page, the 404 included: the token is a secret in the
+    # URL, so it must not leak through Referer, and a shared result is not for
+    # search engines.
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Cache-Control"] = "private, no-store"

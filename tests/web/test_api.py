@@ -269,6 +269,10 @@ def test_unknown_revoked_and_expired_tokens_get_the_same_404() -> None:
 
     assert [a.status_code for a in answers] == [404, 404, 404, 404]
     assert len({a.content for a in answers}) == 1
+    for answer in answers:  # the share headers on the 404 too, as on the share page
+        assert answer["Referrer-Policy"] == "no-referrer"
+        assert "noindex" in answer["X-Robots-Tag"]
+        assert answer.json() == {"detail": "No recommendation is shared under this token."}
 
 
 def test_a_link_that_expires_later_still_works() -> None:
