@@ -54,6 +54,20 @@ class Target(BaseModel):
     def tls(self) -> bool:
         return self.scheme in TLS_SCHEMES
 
+    def secrets(self) -> list[str]:
+        """What must never be printed or logged: the password, or a token in the user slot."""
+        found: list[str] = []
+        if self.password is not None and self.password.get_secret_value():
+            found.append(self.password.get_secret_value())
+        elif self.scheme in TOKEN_USERINFO_SCHEMES and self.username:
+            found.append(self.username)
+        return found
+
+
+# Schemes whose URL convention reads a user name without a password as a
+# secret token (``nats://TOKEN@host``): it is masked like a password.
+TOKEN_USERINFO_SCHEMES = frozenset({"nats"})
+
 
 TLS_SCHEMES = frozenset(
     {"tls", "https", "wss", "amqps", "mqtts", "rediss", "grpcs", "graphql+https", "soap+https"}

@@ -57,6 +57,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.runner import scrub
 from probes.tlsinfo import (
     CertificateVerifyError,
     client_context,
@@ -125,10 +126,7 @@ class _Control:
         self.first_line_ns: int | None = None
 
     def clean(self, text: str) -> str:
-        secret = self.target.password.get_secret_value() if self.target.password else ""
-        if secret:
-            text = text.replace(secret, "***")
-        return printable(text)
+        return printable(scrub(text, self.target) or "")
 
     async def _line(self) -> bytes:
         try:

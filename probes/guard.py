@@ -39,7 +39,7 @@ from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from pydantic import SecretStr
 
-from probes.base import Target
+from probes.base import TOKEN_USERINFO_SCHEMES, Target
 from probes.registry import REGISTRY, schemes
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -95,17 +95,20 @@ class ParsedURL:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``****`` (safe to print and log)."""
+    """The URL with any password (or NATS token) replaced by ``****``, safe to print and log."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if parts.password is not None:
+        masked = f"{userinfo.split(':', 1)[0]}:{MASK}"
+    elif at and parts.scheme.lower() in TOKEN_USERINFO_SCHEMES:
+        masked = MASK  # nats://TOKEN@host: the user slot holds the secret
+    else:
         return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
     return SplitResult(
-        parts.scheme, f"{user}:{MASK}@{hostport}", parts.path, parts.query, parts.fragment
+        parts.scheme, f"{masked}@{hostport}", parts.path, parts.query, parts.fragment
     ).geturl()
 
 

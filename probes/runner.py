@@ -64,12 +64,34 @@ def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# A secret this short also occurs in ordinary words: replacing it there would
+# mangle the message and show which letters the password is made of.
+SHORT_SECRET = 4
+WITHHELD = "failed (the error message is withheld: it contains the password)"
+
+
 def scrub(text: str | None, target: Target) -> str | None:
-    """Remove the target's password from a message that might quote it."""
-    if text is None or target.password is None:
+    """Remove the target's password (or token) from a message that might quote it."""
+    if text is None:
         return text
-    secret = target.password.get_secret_value()
-    return text.replace(secret, "****") if secret else text
+    for secret in target.secrets():
+        if secret not in text:
+            continue
+        if len(secret) < SHORT_SECRET:
+            return WITHHELD
+        text = text.replace(secret, "****")
+    return text
+
+
+def scrub_details(value: Any, target: Target) -> Any:
+    """``details`` with every string scrubbed: servers' texts end up there too."""
+    if isinstance(value, str):
+        return scrub(value, target)
+    if isinstance(value, dict):
+        return {k: scrub_details(v, target) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_details(v, target) for v in value]
+    return value
 
 
 async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline: float) -> Sample:
@@ -99,8 +121,13 @@ async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline
         sample = sample.model_copy(update={"latency_ms": elapsed_ms})
     if not sample.ok and sample.error is None:
         sample = sample.model_copy(update={"error": "failed"})
-    if sample.error is not None and target.password is not None:
-        sample = sample.model_copy(update={"error": scrub(sample.error, target)})
+    if target.secrets():
+        sample = sample.model_copy(
+            update={
+                "error": scrub(sample.error, target),
+                "details": scrub_details(sample.details, target),
+            }
+        )
     return sample
 
 

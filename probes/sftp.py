@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import asyncssh
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.runner import scrub as scrub_secrets
 from probes.ssh import (
     Handshake,
     algorithm_details,
@@ -61,10 +62,7 @@ def sftp_path(url_path: str) -> str:
 
 def scrub(text: str, target: Target) -> str:
     """Server or library text with the password removed, made printable."""
-    secret = target.password.get_secret_value() if target.password else ""
-    if secret:
-        text = text.replace(secret, "***")
-    return printable(text)
+    return printable(scrub_secrets(text, target) or "")
 
 
 def _is_regular(attrs: asyncssh.SFTPAttrs) -> bool:

@@ -162,6 +162,18 @@ def test_passwords_never_appear_in_any_output(closed_tcp_port: int) -> None:
     assert "admin:****@" in refused.stderr
 
 
+def test_a_nats_token_never_appears_in_any_output(nats_port: int) -> None:
+    url = f"nats://s3cr3tt0ken@127.0.0.1:{nats_port}"
+    for fmt in ("text", "json"):
+        proc = probe(url, "--count", "1", "--format", fmt)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cr3tt0ken" not in proc.stdout + proc.stderr
+        assert f"nats://****@127.0.0.1:{nats_port}" in proc.stdout
+    refused = probe(url, "--count", "1", allowed=None)
+    assert refused.returncode == 2
+    assert "s3cr3tt0ken" not in refused.stdout + refused.stderr
+
+
 def test_throughput_against_the_responder(responder: Responder) -> None:
     proc = probe(
         f"tcp://127.0.0.1:{responder.tcp_port}", "--count", "1", "--throughput",

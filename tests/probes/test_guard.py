@@ -383,6 +383,21 @@ def test_default_ports_come_from_the_registry(url: str, port: int) -> None:
     assert parse_url(url).port == port
 
 
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("nats://s3cr3tt0ken@h:4222", "nats://****@h:4222"),  # NATS: a user alone is a token
+        ("NATS://s3cr3tt0ken@h", "nats://****@h"),
+        ("nats://alice:pw@h", "nats://alice:****@h"),
+        ("nats://h:4222", "nats://h:4222"),
+        ("redis://alice@h", "redis://alice@h"),  # elsewhere a user name is no secret
+        ("redis://:pw@h", "redis://:****@h"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
 def test_passwords_are_masked_but_kept_for_the_probe(allow_loopback: str) -> None:
     url = "sftp://alice:s3cr%40t@127.0.0.1:2222/home"
     assert mask_url(url) == "sftp://alice:****@127.0.0.1:2222/home"

@@ -16,6 +16,7 @@ from probes.runner import (
     run_many,
     run_probe,
     run_probe_sync,
+    scrub,
     summarize,
     take_sample,
 )
@@ -155,6 +156,37 @@ def test_errors_never_carry_the_password() -> None:
 
     sample = asyncio.run(take_sample(leaky, TARGET, ProbeConfig(), time.monotonic() + 1))
     assert not sample.ok and sample.error == "login failed for u:****"
+
+
+def test_details_never_carry_the_password() -> None:
+    async def echoes(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+        # A server text quoting what it was sent, nested as protocols report it.
+        return Sample(details={"banner": "hi u:hunter2", "hops": [{"said": "hunter2!"}], "n": 2})
+
+    sample = asyncio.run(take_sample(echoes, TARGET, ProbeConfig(), time.monotonic() + 1))
+    assert sample.details == {"banner": "hi u:****", "hops": [{"said": "****!"}], "n": 2}
+
+
+def test_a_short_password_withholds_the_message_instead_of_mangling_it() -> None:
+    # Replacing "p" everywhere would turn "path" into "****ath" and show the password.
+    target = TARGET.model_copy(update={"password": SecretStr("p")})
+
+    async def fails(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+        raise ProbeError("the URL path '/x' is not a database number")
+
+    sample = asyncio.run(take_sample(fails, target, ProbeConfig(), time.monotonic() + 1))
+    assert sample.error is not None and "****" not in sample.error
+    assert "withheld" in sample.error and "'/x'" not in sample.error
+    assert scrub("connection refused", target) == "connection refused"
+
+
+def test_a_nats_token_in_the_user_slot_is_a_secret_too() -> None:
+    update = {"scheme": "nats", "username": "s3cr3tt0ken", "password": None}
+    token = TARGET.model_copy(update=update)
+    assert token.secrets() == ["s3cr3tt0ken"]
+    assert scrub("auth with s3cr3tt0ken failed", token) == "auth with **** failed"
+    user_only = token.model_copy(update={"scheme": "redis"})  # a plain user name elsewhere
+    assert user_only.secrets() == []
 
 
 def test_a_probe_bug_becomes_a_failed_sample_logged_without_the_password(
