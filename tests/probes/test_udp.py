@@ -13,7 +13,7 @@ from probes.base import ProbeConfig, ProbeError, Sample
 from probes.guard import resolve_target
 from probes.responder import Responder
 from probes.runner import run_probe_sync
-from tests.probes.conftest import UDPEchoServer
+from tests.probes.conftest import UDPEchoServer, wait_until
 
 
 def sample(url: str, timeout_s: float = 1.0) -> Sample:
@@ -68,7 +68,11 @@ def test_the_responder_echoes(allow_loopback: str, responder: Responder) -> None
         f"udp://127.0.0.1:{responder.udp_port}", ProbeConfig(count=4, interval_ms=10)
     )
     assert result.ok and result.succeeded == 4
-    assert responder.echo is not None and responder.echo.echoed == 4
+    echo = responder.echo
+    assert echo is not None
+    # The responder counts after it sends, on its own thread: the probe may see the
+    # last echo before the count moves.
+    wait_until(lambda: echo.echoed == 4, what="the responder to count four echoes")
 
 
 def test_a_closed_port_fails_at_once(allow_loopback: str, closed_tcp_port: int) -> None:
