@@ -141,7 +141,7 @@ def summarize(target: Target, config: ProbeConfig, samples: Sequence[Sample]) ->
     jitter = stats.jitter(latencies)
     details: dict[str, Any] = {}
     for sample in answered or list(samples[-1:]):
-        details.update(sample.details)
+        details.update(round_ms(sample.details))
     failures = [s.error or "failed" for s in samples if not s.ok]
     if failures and answered:
         details["sample_errors"] = dict(Counter(failures))
@@ -163,6 +163,17 @@ def summarize(target: Target, config: ProbeConfig, samples: Sequence[Sample]) ->
         details=details,
         error=error,
     )
+
+
+def round_ms(value: Any, key: str = "") -> Any:
+    """Times in ``details`` (keys ending in ``_ms``) rounded to the microsecond like the rest."""
+    if isinstance(value, float) and key.endswith("_ms"):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: round_ms(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [round_ms(v, key) for v in value]
+    return value
 
 
 def most_common(errors: Sequence[str]) -> str:

@@ -244,6 +244,15 @@ def test_summarize_by_hand() -> None:
     assert summarize(target, ProbeConfig(), samples).throughput_bps is None
 
 
+def test_times_in_details_are_rounded_to_the_microsecond_like_the_rest() -> None:
+    sample = Sample(
+        latency_ms=1.0,
+        details={"kex_ms": 0.6467491, "tls": {"handshake_ms": 2.0004999}, "count": 0.1234567},
+    )
+    result = summarize(TARGET, ProbeConfig(), [sample])
+    assert result.details == {"kex_ms": 0.647, "tls": {"handshake_ms": 2.0}, "count": 0.1234567}
+
+
 def test_summarize_reports_the_most_common_error_when_nothing_answered() -> None:
     samples = [
         Sample(ok=False, error="a"),
