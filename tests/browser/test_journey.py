@@ -7,6 +7,7 @@ rather than against hard-coded method names.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from advisor import selectors, services
+from advisor import plots, selectors, services
 from advisor.engine import Recommendation, recommend
 from advisor.models import Decision
 from advisor.usecase import parse_usecase
@@ -231,7 +232,18 @@ def test_api_docs_render_from_local_assets_only(page: Page, live_server: Any) ->
 
 def test_share_page_fits_a_phone_screen(new_context: NewContext) -> None:
     decision, token = services.decision_create(
-        usecase=parse_usecase({"title": "Phone check", "interaction": "publish_subscribe"}),
+        # Many answers that count, so the heatmap has many rows to fit.
+        usecase=parse_usecase(
+            {
+                "title": "Phone check",
+                "interaction": "fire_and_forget",
+                "peers": "partner",
+                "firewall": "http_only",
+                "delivery": "exactly_once",
+                "ordering": "per_key",
+                "receiver_may_be_offline": True,
+            }
+        ),
         owner=None,
     )
     phone = new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
@@ -243,6 +255,20 @@ def test_share_page_fits_a_phone_screen(new_context: NewContext) -> None:
     # (wide tables scroll inside their own wrapper).
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+    # The heatmap stays legible: every answer keeps its label, rows keep a finger's
+    # height, and the colour bar gives its width to the cells.
+    heatmap = page.locator("#chart-contributions")
+    expect(heatmap.locator("svg.main-svg").first).to_be_visible()
+    answers = plots.field_contributions(decision.result["ranking"])["fields"]
+    expect(heatmap.locator(".ytick text")).to_have_count(len(answers))
+    expect(heatmap.locator(".colorbar")).to_have_count(0)
+    rows = sorted(
+        heatmap.locator(".ytick text").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().top)"
+        )
+    )
+    gaps = [b - a for a, b in itertools.pairwise(rows)]
+    assert gaps and min(gaps) >= 20, f"heatmap rows are {gaps} px apart on a phone"
     screenshot(page, "09-share-page-phone", full_page=False)
     page.locator("#ranking-title").scroll_into_view_if_needed()
     screenshot(page, "10-share-page-phone-ranking", full_page=False)
