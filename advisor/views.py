@@ -185,7 +185,10 @@ def _initial_as_data(initial: Mapping[str, Any]) -> dict[str, Any]:
 def preview(request: HtmxHttpRequest) -> HttpResponse:
     """The live top three: only the partial, for htmx as the answers change."""
     form = UseCaseForm(request.POST)
-    context = {"preview": _preview_context(form)}
+    context: dict[str, Any] = {"preview": _preview_context(form)}
+    if request.htmx:
+        # Every field's errors, out of band, so each shows (or clears) beside its field.
+        context["field_errors"] = [form[name] for name in form.fields]
     # htmx only swaps 2xx answers in; a plain client learns the answers were invalid.
     status = 200 if form.is_valid() or request.htmx else 400
     return render(request, "partials/preview.html", context, status=status)

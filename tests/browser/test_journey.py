@@ -83,8 +83,11 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
     size = page.get_by_label("Typical size of one message (bytes)")
     size.fill("0")
     expect(page.locator("#preview .notice.error")).to_contain_text("Typical size of one message")
+    # ... and beside the question itself, as it would be after submitting.
+    expect(page.locator("#errors-message_bytes")).to_contain_text("accepted: a whole number >= 1")
     size.fill("1024")
     expect_preview(page, final)
+    expect(page.locator("#errors-message_bytes")).to_be_empty()
     screenshot(page, "02-questionnaire-preview")
 
     page.get_by_role("button", name="Get the recommendation").click()

@@ -38,14 +38,7 @@ CHAT = {
 # One question's block, up to where the next question or section starts.
 FIELD_BLOCK = (
     r'<div class="field [^"]*has-error" id="q-{name}">(.*?)</div>\s*'
-    r"(?=<div class=\"field|</details>|<details|</fieldset>)"
-)
-
-
-# One question's block, up to where the next question or section starts.
-FIELD_BLOCK = (
-    r'<div class="field [^"]*has-error" id="q-{name}">(.*?)</div>\s*'
-    r'(?=<div class="field|</details>|<details|</fieldset>)'
+    r'(?=<div class="field |</details>|<details|</fieldset>)'
 )
 
 
@@ -406,3 +399,31 @@ def test_health_checks_answer_head_as_load_balancers_send_it(path: str) -> None:
     assert get.status_code == head.status_code == 200
     assert head.content == b""
     assert Client().post(path).status_code == 405
+
+
+def _live_errors(html: str) -> dict[str, str]:
+    """The out-of-band error boxes of a preview answer: field name -> their text."""
+    boxes = re.findall(
+        r'<div class="field-errors" id="errors-(\w+)" hx-swap-oob="true">(.*?)</div>', html, re.S
+    )
+    return {name: unescape(re.sub(r"<[^>]+>", "", body)).strip() for name, body in boxes}
+
+
+def test_live_preview_puts_each_error_beside_its_field_and_clears_the_rest(
+    client: Client,
+) -> None:
+    page = client.get("/").content.decode()
+    for name in FIELDS:  # every question has the box the preview refills
+        assert f'id="errors-{name}"' in page
+    assert "hx-swap-oob" not in page
+
+    bad = client.post("/preview", form_data(consumers="0"), headers={"HX-Request": "true"})
+    errors = _live_errors(bad.content.decode())
+    assert set(errors) == set(FIELDS)  # one box per field: the empty ones clear old errors
+    assert errors["consumers"] == "got 0; accepted: a whole number >= 1"
+    assert all(text == "" for name, text in errors.items() if name != "consumers")
+
+    fixed = client.post("/preview", form_data(consumers="3"), headers={"HX-Request": "true"})
+    assert set(_live_errors(fixed.content.decode()).values()) == {""}
+    # A client without htmx gets the partial alone, no out-of-band boxes.
+    assert "hx-swap-oob" not in client.post("/preview", form_data()).content.decode()
