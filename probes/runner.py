@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from probes import stats
-from probes.base import ProbeConfig, ProbeError, ProbeResult, Sample, Target
+from probes.base import PHASES, ProbeConfig, ProbeError, ProbeResult, Sample, Target
 from probes.guard import GuardError, ResolveError, mask_url, parse_url, resolve_target
 from probes.registry import REGISTRY, ProbeFn, probe_function
 
@@ -135,13 +135,18 @@ def summarize(target: Target, config: ProbeConfig, samples: Sequence[Sample]) ->
     """The section 4 result for the samples taken against ``target``."""
     answered = [s for s in samples if s.ok]
     latencies = [s.latency_ms for s in answered if s.latency_ms is not None]
-    phases = stats.phase_medians(answered)
+    medians = stats.phase_medians(answered)
+    # The contract's phases_ms has exactly its five keys; a protocol's own
+    # phases (a WebSocket's upgrade and echo) are reported, as medians too, in
+    # details as "<name>_ms".
+    phases = {name: medians[name] for name in PHASES}
     # DNS is resolved once, by the guard, not per sample.
     phases["dns"] = round(target.dns_ms, 3) if target.dns_ms is not None else None
     jitter = stats.jitter(latencies)
     details: dict[str, Any] = {}
     for sample in answered or list(samples[-1:]):
         details.update(round_ms(sample.details))
+    details.update({f"{name}_ms": v for name, v in medians.items() if name not in PHASES})
     failures = [s.error or "failed" for s in samples if not s.ok]
     if failures and answered:
         details["sample_errors"] = dict(Counter(failures))

@@ -253,6 +253,17 @@ def test_times_in_details_are_rounded_to_the_microsecond_like_the_rest() -> None
     assert result.details == {"kex_ms": 0.647, "tls": {"handshake_ms": 2.0}, "count": 0.1234567}
 
 
+def test_phases_ms_has_exactly_the_contract_keys_and_extra_phases_go_to_details() -> None:
+    samples = [
+        Sample(latency_ms=1.0, phases_ms={"connect": 1.0, "upgrade": 2.0, "echo": 0.5}),
+        Sample(latency_ms=1.0, phases_ms={"connect": 3.0, "upgrade": 4.0, "echo": None}),
+    ]
+    result = summarize(TARGET, ProbeConfig(), samples)
+    assert list(result.phases_ms) == ["dns", "connect", "tls", "ttfb", "transfer"]
+    assert result.phases_ms["connect"] == 2.0
+    assert result.details == {"upgrade_ms": 3.0, "echo_ms": 0.5}
+
+
 def test_summarize_reports_the_most_common_error_when_nothing_answered() -> None:
     samples = [
         Sample(ok=False, error="a"),
