@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
@@ -205,6 +206,8 @@ def _set_token_cookie(response: HttpResponse, decision: Decision, token: str) ->
         max_age=TOKEN_COOKIE_AGE,
         path=f"/d/{decision.pk}",
         httponly=True,
+        # It carries a working share token: HTTPS-only wherever the session is.
+        secure=settings.SESSION_COOKIE_SECURE,
         samesite="Lax",
     )
 

@@ -244,3 +244,17 @@ def test_revoked_link_stays_revoked_even_with_a_later_expiry(
         expires_at=timezone.now() + timedelta(days=7),
     )
     assert Client().get(f"/s/{token}").status_code == 404
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_fresh_token_cookie_is_https_only_where_the_session_is(
+    settings: Settings, secure: bool
+) -> None:
+    settings.SESSION_COOKIE_SECURE = secure
+    client = Client()
+    response = client.post("/", {"interaction": "streaming"})
+    assert response.status_code == 302
+    cookie = response.cookies["sb_share_token"]
+    assert bool(cookie["secure"]) is secure
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert cookie["path"] == response["Location"]  # only the new decision's page gets it
