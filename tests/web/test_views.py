@@ -7,7 +7,8 @@ from html import unescape
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, RequestFactory
+from django.views.defaults import server_error
 
 from advisor.forms import GROUPS, QUESTIONS
 from advisor.models import Decision, ShareLink
@@ -427,3 +428,11 @@ def test_live_preview_puts_each_error_beside_its_field_and_clears_the_rest(
     assert set(_live_errors(fixed.content.decode()).values()) == {""}
     # A client without htmx gets the partial alone, no out-of-band boxes.
     assert "hx-swap-oob" not in client.post("/preview", form_data()).content.decode()
+
+
+def test_a_server_error_gets_our_page_not_djangos_bare_one() -> None:
+    response = server_error(RequestFactory().get("/"))
+    assert response.status_code == 500
+    html = response.content.decode()
+    assert "Something went wrong on our side" in html
+    assert "/static/css/app.css" in html
