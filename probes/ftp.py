@@ -174,6 +174,21 @@ class _Control:
         return ProbeError(f"{what}: {reply.code} {reply.text}".rstrip())
 
 
+def check_target(target: Target) -> None:
+    """Refuse, before any packet, a URL no FTP server could be asked for."""
+    tls_mode(target.query)
+    list_argument(target.path)
+    credentials(target)
+
+
+def credentials(target: Target) -> tuple[str, str]:
+    user = target.username or "anonymous"
+    password = target.password.get_secret_value() if target.password else "anonymous@"
+    if any(ch in user + password for ch in "\r\n\0"):
+        raise ProbeError("the user name or password contains a line break or NUL")
+    return user, password
+
+
 def tls_mode(query: str) -> bool:
     values = parse_qs(query).get("tls")
     if not values:
@@ -305,10 +320,7 @@ async def _session(
 ) -> None:
     # Everything that is not network work is prepared before the clock starts.
     list_argument(target.path)  # a bad path fails before any packet is sent
-    user = target.username or "anonymous"
-    password = target.password.get_secret_value() if target.password else "anonymous@"
-    if any(ch in user + password for ch in "\r\n\0"):
-        raise ProbeError("the user name or password contains a line break or NUL")
+    user, password = credentials(target)
     tls_context = client_context(verify=verify) if use_tls else None
 
     sock, result.connect_ms = await tcp_connect(target)

@@ -55,6 +55,11 @@ def database(target: Target) -> int:
     return int(text)
 
 
+def check_target(target: Target) -> None:
+    """Refuse, before any packet, a URL whose path is no database number."""
+    database(target)
+
+
 def command(*args: str | bytes) -> bytes:
     """A RESP2 array of bulk strings."""
     out = [f"*{len(args)}\r\n".encode()]

@@ -1,8 +1,12 @@
 """Scheme -> probe module: the single source of truth for what can be probed.
 
 Adding a protocol means adding a module with ``async def probe(target, config,
-deadline) -> Sample`` and one line here. Modules are imported lazily, so a
-probe's client library loads only when that protocol is used.
+deadline) -> Sample`` and one line here. A module may also define
+``check_target(target) -> None``, raising ProbeError for a URL it can never
+probe (a Redis path that is no database number): the runner calls it before
+the first sample, so such a URL is invalid input (exit 2) and gets no packet.
+Modules are imported lazily, so a probe's client library loads only when that
+protocol is used.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from probes.base import ProbeConfig, Sample, Target
 
 ProbeFn = Callable[[Target, ProbeConfig, float], Awaitable[Sample]]
+CheckFn = Callable[[Target], None]
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,10 @@ def probe_function(scheme: str) -> ProbeFn:
     module = importlib.import_module(entry.module)
     fn: ProbeFn = module.probe
     return fn
+
+
+def target_check(scheme: str) -> CheckFn | None:
+    """The module's ``check_target`` for a scheme, when it has one."""
+    module = importlib.import_module(REGISTRY[scheme].module)
+    check: CheckFn | None = getattr(module, "check_target", None)
+    return check

@@ -31,7 +31,7 @@ from typing import Any
 from probes import stats
 from probes.base import PHASES, ProbeConfig, ProbeError, ProbeResult, Sample, Target
 from probes.guard import GuardError, ResolveError, mask_url, parse_url, resolve_target
-from probes.registry import REGISTRY, ProbeFn, probe_function
+from probes.registry import REGISTRY, ProbeFn, probe_function, target_check
 
 logger = logging.getLogger(__name__)
 
@@ -224,10 +224,17 @@ async def run_probe(
         return unresolved_result(url, str(exc))
     try:
         fn = probe_function(target.scheme)
+        check = target_check(target.scheme)
     except ImportError as exc:
         # A missing client library is the installation's fault, not the target's.
         logger.error("cannot load the %s probe: %s", target.scheme, exc)
         return summarize(target, config, [Sample(ok=False, error=f"probe unavailable: {exc}")])
+    if check is not None:
+        try:
+            check(target)
+        except ProbeError as exc:
+            # Wrong for every sample alike: invalid input, refused before any packet.
+            raise GuardError(scrub(str(exc), target) or "invalid URL") from None
     if on_target is not None:
         on_target(target)
     logger.debug("probing %s at %s", target.url, target.address)

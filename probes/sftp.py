@@ -122,9 +122,14 @@ async def _download(sftp: asyncssh.SFTPClient, path: str, cap: int) -> tuple[int
     return total, elapsed
 
 
-async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+def check_target(target: Target) -> None:
+    """Refuse, before any packet, a URL without the user to log in as."""
     if not target.username:
         raise ProbeError("sftp needs a user name in the URL (sftp://user:password@host/path)")
+
+
+async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
+    check_target(target)
     password = target.password.get_secret_value() if target.password else None
     options = await client_options(
         target,

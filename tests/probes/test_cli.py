@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,31 @@ def test_invalid_or_refused_targets_are_exit_2(url: str, allowed: str | None, me
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     # One line naming the URL once: "probe: URL: reason".
     assert proc.stderr.startswith(f"probe: {url}: ") and proc.stderr.count(url) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:{port}/x", "the URL path '/x' is not a Redis database number"),
+        ("sftp://127.0.0.1:{port}/", "sftp needs a user name"),
+        ("ftp://127.0.0.1:{port}/?tls=maybe", "use tls=1 (FTPS) or tls=0"),
+        ("ftp://127.0.0.1:{port}/a%0D%0ADELE%20b", "the path contains a line break"),
+        ("ftp://u:pw%0D%0A@127.0.0.1:{port}/", "the user name or password contains a line break"),
+    ],
+)
+def test_a_url_the_protocol_can_never_probe_is_exit_2_and_sends_nothing(
+    url: str, message: str
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        proc = probe(url.format(port=listener.getsockname()[1]), "--count", "2")
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stdout == ""
+        with pytest.raises(BlockingIOError):  # no connection was ever queued
+            listener.accept()
 
 
 def test_credentials_without_a_host_are_exit_2_and_masked() -> None:
