@@ -15,8 +15,11 @@ same :class:`~advisor.usecase.UseCase` model, added to the spec below.
 from __future__ import annotations
 
 import json
+import logging
+import traceback
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
@@ -45,6 +48,8 @@ EXAMPLE_DOCUMENT: dict[str, Any] = {
 }
 
 _NOT_FOUND = "No recommendation is shared under this token."
+# Django's logger for failed requests, so API failures land where the others do.
+logger = logging.getLogger("django.request")
 
 
 class ErrorOut(Schema):
@@ -116,6 +121,24 @@ api = SwitchboardAPI(
     urls_namespace="api",
     docs=_LocalSwagger(),
 )
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A failure of ours, as JSON: an API client must not get Django's HTML error page.
+
+    The traceback goes to the log as Django's own handler would send it; under
+    DEBUG the answer carries it, as ninja does, for whoever is developing.
+    """
+    logger.error("Internal Server Error: %s", request.path, exc_info=exc)
+    if settings.DEBUG:
+        trace = "".join(traceback.format_exception(exc))
+        return HttpResponse(trace, status=500, content_type="text/plain; charset=utf-8")
+    body = {
+        "detail": "Switchboard failed on this request. Try again later; if the same "
+        "document keeps failing, it has hit a problem in Switchboard itself."
+    }
+    return api.create_response(request, body, status=500)
 
 
 def _json_body(request: HttpRequest) -> Any:

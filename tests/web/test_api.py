@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.utils import timezone
+from ninja.errors import HttpError
 from openapi_spec_validator import validate
+from pytest_django.fixtures import Settings
 
-from advisor.api import MAX_BODY_BYTES
+from advisor.api import MAX_BODY_BYTES, api
 from advisor.engine import METHODS
 from advisor.models import Decision, ShareLink
 from advisor.usecase import FIELDS, UseCaseError, parse_usecase
@@ -319,3 +321,23 @@ def test_docs_page_loads_swagger_from_our_static_files_only() -> None:
     assert 'data-csrf-token=""' not in html
     for asset in ("ninja/swagger-ui-bundle.js", "ninja/swagger-ui.css", "ninja/swagger-ui-init.js"):
         assert finders.find(asset), f"{asset} is not among the static files"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_failure_answers_json_not_an_html_page(
+    settings: Settings, debug: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.DEBUG = debug
+    request = RequestFactory().post(URL, data="{}", content_type="application/json")
+    response = api.on_exception(request, RuntimeError("the engine tripped"))
+    assert response.status_code == 500
+    if debug:  # a developer gets the traceback, as ninja gives it
+        assert "RuntimeError: the engine tripped" in response.content.decode()
+    else:
+        assert response["Content-Type"].startswith("application/json")
+        assert "problem in Switchboard" in json.loads(response.content)["detail"]
+        assert "tripped" not in response.content.decode()
+    assert "RuntimeError: the engine tripped" in caplog.text  # always in the log
+    # The API's own errors keep their status and shape.
+    refused = api.on_exception(request, HttpError(415, "not JSON"))
+    assert refused.status_code == 415 and json.loads(refused.content) == {"detail": "not JSON"}
