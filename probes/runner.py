@@ -36,6 +36,7 @@ from probes.registry import REGISTRY, ProbeFn, probe_function, target_check
 logger = logging.getLogger(__name__)
 
 SampleCallback = Callable[[int, Sample], None]
+NOT_TAKEN = "not taken: the probe's time budget was used up"
 TargetCallback = Callable[[Target], None]
 
 # How many targets run_many probes at once: enough for the 200-target bench,
@@ -98,7 +99,8 @@ async def take_sample(fn: ProbeFn, target: Target, config: ProbeConfig, deadline
     """One sample, bounded by ``deadline`` (a ``time.monotonic()`` instant)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        return Sample(ok=False, error="not taken: the probe's time budget was used up")
+        # A timeout so short it passed before the sample could start.
+        return Sample(ok=False, error=describe_error(TimeoutError(), config.timeout_s))
     started = time.perf_counter_ns()
     try:
         async with asyncio.timeout(remaining):
@@ -247,7 +249,10 @@ async def run_probe(
             await asyncio.sleep(slot - now)
         begin = time.monotonic()
         deadline = min(begin + config.timeout_s, end)
-        sample = await take_sample(fn, target, config, deadline)
+        if begin >= end:
+            sample = Sample(ok=False, error=NOT_TAKEN)
+        else:
+            sample = await take_sample(fn, target, config, deadline)
         samples.append(sample)
         if on_sample is not None:
             on_sample(index, sample)

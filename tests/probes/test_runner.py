@@ -202,6 +202,14 @@ def test_a_probe_bug_becomes_a_failed_sample_logged_without_the_password(
     assert "hunter2" not in caplog.text
 
 
+def test_a_timeout_shorter_than_the_loop_can_act_is_a_timeout_not_a_used_up_budget(
+    allow_loopback: str, tcp_listener: TCPListener
+) -> None:
+    url = f"tcp://127.0.0.1:{tcp_listener.port}"
+    result = run_probe_sync(url, ProbeConfig(count=2, interval_ms=10, timeout_s=1e-9))
+    assert not result.ok and result.error == "timed out after 1e-09 s"
+
+
 def test_a_hanging_probe_is_cut_at_its_deadline() -> None:
     async def hangs(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         await asyncio.Event().wait()
