@@ -168,6 +168,28 @@ def test_a_url_the_protocol_can_never_probe_is_exit_2_and_sends_nothing(
             listener.accept()
 
 
+def test_a_closed_pipe_stops_the_probe_without_a_traceback(tcp_listener: TCPListener) -> None:
+    # `probe ... | head -1`: the reader leaves after the first line.
+    env = dict(os.environ, PROBE_ALLOWED_NETWORKS=LOOPBACK_NETWORKS)
+    url = f"tcp://127.0.0.1:{tcp_listener.port}"
+    with subprocess.Popen(
+        [sys.executable, "manage.py", "probe", url, "--count", "20", "--interval", "50"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith("PROBE ")
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    assert code == 1
+    assert "Traceback" not in stderr
+    assert stderr == "probe: standard output was closed; stopped\n"
+
+
 def test_credentials_without_a_host_are_exit_2_and_masked() -> None:
     proc = probe("redis://user:hunter2@:6379", "--count", "1")
     assert proc.returncode == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -84,6 +85,17 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self._probe(options)
+        except BrokenPipeError:
+            # The reader went away (`probe ... | head -3`): stop like ping does,
+            # without a traceback. Later writes, the interpreter's final flush
+            # included, go to /dev/null.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            self._exit(EXIT_NOT_ANSWERED, "standard output was closed; stopped")
+
+    def _probe(self, options: dict[str, Any]) -> None:
         url = str(options["url"])
         config = self._config(options)
         as_json = options["format"] == "json"
