@@ -35,7 +35,12 @@ class Decision(models.Model):
         ordering = ("-created_at", "-id")
 
     def __str__(self) -> str:
-        return self.title or f"Decision {self.pk}"
+        return self.heading or f"Decision {self.pk}"
+
+    @property
+    def heading(self) -> str:
+        """The title on one line, "" when it is only blanks, so pages fall back to a default."""
+        return " ".join(self.title.split())
 
     @property
     def ranking(self) -> list[dict[str, Any]]:

@@ -258,3 +258,21 @@ def test_the_fresh_token_cookie_is_https_only_where_the_session_is(
     assert bool(cookie["secure"]) is secure
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
     assert cookie["path"] == response["Location"]  # only the new decision's page gets it
+
+
+def test_a_title_of_blanks_falls_back_to_a_heading_not_an_empty_one(owner: User) -> None:
+    decision, token = services.decision_create(
+        usecase=parse_usecase({"title": "  \n\t ", "interaction": "streaming"}), owner=owner
+    )
+    shared = Client().get(f"/s/{token}").content.decode()
+    assert re.search(r"<h1>\s*A shared recommendation\s*</h1>", shared)
+    assert "<title>A shared recommendation · Switchboard</title>" in shared
+    mine = Client()
+    mine.force_login(owner)
+    page = mine.get(f"/d/{decision.pk}").content.decode()
+    assert re.search(r"<h1>\s*Your recommendation\s*</h1>", page)
+    assert "Untitled use case" in mine.get("/decisions").content.decode()
+    # A title over several lines is shown on one.
+    decision.title = "Orders\n  to the warehouse"
+    decision.save()
+    assert "<h1>Orders to the warehouse</h1>" in Client().get(f"/s/{token}").content.decode()
