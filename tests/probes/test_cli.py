@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +189,36 @@ def test_a_closed_pipe_stops_the_probe_without_a_traceback(tcp_listener: TCPList
     assert code == 1
     assert "Traceback" not in stderr
     assert stderr == "probe: standard output was closed; stopped\n"
+
+
+def test_ctrl_c_reports_the_samples_taken_so_far_like_ping(tcp_listener: TCPListener) -> None:
+    env = dict(os.environ, PROBE_ALLOWED_NETWORKS=LOOPBACK_NETWORKS)
+    url = f"tcp://127.0.0.1:{tcp_listener.port}"
+    with subprocess.Popen(
+        [sys.executable, "manage.py", "probe", url, "--count", "1000", "--interval", "20"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A child of a background job may start with SIGINT ignored; restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("seq=3 ") for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the probe ended before its third sample"
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert err.startswith("probe: interrupted after ") and err.rstrip().endswith(" of 1000 samples")
+    taken = int(err.split()[3])
+    assert taken >= 3
+    assert f"{taken} samples, {taken} answered, 0.0% loss" in out
+    assert "result: answered" in out
 
 
 def test_credentials_without_a_host_are_exit_2_and_masked() -> None:

@@ -31,7 +31,7 @@ from probes.base import (
 )
 from probes.guard import GuardError, mask_url
 from probes.registry import schemes
-from probes.runner import run_probe_sync
+from probes.runner import run_probe_sync, summarize
 
 EXIT_ANSWERED = 0
 EXIT_NOT_ANSWERED = 1
@@ -99,14 +99,30 @@ class Command(BaseCommand):
         url = str(options["url"])
         config = self._config(options)
         as_json = options["format"] == "json"
-        on_sample = None if as_json else self._print_sample
-        on_target = None if as_json else self._print_header(config)
+        header = self._print_header(config)
+        # Kept so that Ctrl-C can still report what was measured, as ping does.
+        targets: list[Target] = []
+        taken: list[Sample] = []
+
+        def on_target(target: Target) -> None:
+            targets.append(target)
+            if not as_json:
+                header(target)
+
+        def on_sample(index: int, sample: Sample) -> None:
+            taken.append(sample)
+            if not as_json:
+                self._print_sample(index, sample)
+
         try:
             result = run_probe_sync(url, config, on_sample=on_sample, on_target=on_target)
         except GuardError as exc:
             self._exit(EXIT_INVALID, f"{mask_url(url)}: {exc}")
         except KeyboardInterrupt:
-            self._exit(EXIT_NOT_ANSWERED, "interrupted")
+            if not targets or not taken:
+                self._exit(EXIT_NOT_ANSWERED, "interrupted before any sample completed")
+            result = summarize(targets[0], config, taken)
+            self.stderr.write(f"probe: interrupted after {len(taken)} of {config.count} samples")
         if as_json:
             self.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2))
         else:
