@@ -160,8 +160,19 @@ def _preview_context(form: UseCaseForm) -> dict[str, Any]:
     errors = {
         _label(form, name): " ".join(str(m) for m in messages)
         for name, messages in form.errors.items()
+        if name not in _not_yet_answered(form)
     }
     return {"top": [], "warnings": [], "errors": errors}
+
+
+def _not_yet_answered(form: UseCaseForm) -> set[str]:
+    """The one required question, while it has no answer at all.
+
+    Someone who starts with the title has not got the interaction wrong, only not
+    yet chosen it: the live preview asks for it instead of flagging it in red.
+    A submitted form still reports it as required, beside the question.
+    """
+    return set() if form.data.get("interaction") else {"interaction"}
 
 
 def _best_suited_for(method: str) -> str:
@@ -189,7 +200,11 @@ def preview(request: HtmxHttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"preview": _preview_context(form)}
     if request.htmx:
         # Every field's errors, out of band, so each shows (or clears) beside its field.
-        context["field_errors"] = [form[name] for name in form.fields]
+        quiet = _not_yet_answered(form)
+        context["field_errors"] = [
+            {"name": name, "errors": "" if name in quiet else form[name].errors}
+            for name in form.fields
+        ]
     # htmx only swaps 2xx answers in; a plain client learns the answers were invalid.
     status = 200 if form.is_valid() or request.htmx else 400
     return render(request, "partials/preview.html", context, status=status)

@@ -436,3 +436,22 @@ def test_a_server_error_gets_our_page_not_djangos_bare_one() -> None:
     html = response.content.decode()
     assert "Something went wrong on our side" in html
     assert "/static/css/app.css" in html
+
+
+def test_live_preview_asks_for_the_interaction_instead_of_flagging_it_until_chosen(
+    client: Client,
+) -> None:
+    started = client.post("/preview", {"title": "Orders"}, headers={"HX-Request": "true"})
+    html = started.content.decode()
+    assert "Choose how the two sides interact" in html
+    assert "need fixing" not in html
+    assert set(_live_errors(html).values()) == {""}
+    # Other answers that are wrong are still named, the missing interaction is not.
+    wrong = client.post("/preview", {"consumers": "0"}, headers={"HX-Request": "true"})
+    errors = _live_errors(wrong.content.decode())
+    assert errors["consumers"] and errors["interaction"] == ""
+    assert "How do the two sides interact?" not in wrong.content.decode()
+    # Submitting still reports it as required, beside the question.
+    submitted = client.post("/", {"title": "Orders"})
+    assert submitted.status_code == 400
+    assert 'id="id_interaction_error"' in submitted.content.decode()
