@@ -12,7 +12,9 @@ every phase is timed where its bytes move:
   that brought the same text back.
 
 Arrival times are noted by :class:`probes.tlsinfo.TimedStreamProtocol` as
-asyncio hands the bytes over, not when this task next runs.
+asyncio hands the bytes over, not when this task next runs. A sample carries
+them as extra phases; the result keeps ``phases_ms`` to the contract's five
+and reports their medians as ``details.upgrade_ms`` and ``details.echo_ms``.
 
 The sample's latency is connect + tls + upgrade: the time to a usable socket.
 A server that does not echo is still answered (``details.echo`` is false); the
