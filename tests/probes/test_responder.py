@@ -186,6 +186,25 @@ def test_the_command_serves_udp_and_tcp_probes_and_stops_cleanly(
     assert "responder: stopped" in out and "Traceback" not in err
 
 
+def test_sigterm_right_after_the_ready_line_stops_cleanly_even_with_stdout_gone() -> None:
+    # A supervisor may signal as soon as it has read the line saying the port
+    # listens, and may have stopped reading by then.
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "responder", "--udp", "0", "--bind", "127.0.0.1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("responder: UDP echo on 127.0.0.1:")
+    proc.stdout.close()
+    proc.terminate()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from typing import Any, NoReturn
@@ -49,6 +50,11 @@ class Command(BaseCommand):
             responder = await start_responder(udp, tcp, bind)
         except OSError as exc:
             self._exit(1, f"cannot listen on {bind}: {exc.strerror or exc}")
+        # Handlers first: whoever waits for the lines below may signal at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         shown = f"[{bind}]" if ":" in bind else bind
         if responder.udp_port is not None:
             self.stdout.write(
@@ -61,15 +67,16 @@ class Command(BaseCommand):
                 f"(SEND <n> up to {SEND_MAX_BYTES} bytes, ECHO)"
             )
         self.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
         finally:
             await responder.close()
-            self.stdout.write("responder: stopped")
+            try:
+                self.stdout.write("responder: stopped")
+                self.stdout.flush()
+            except BrokenPipeError:
+                # Nobody reads our output any more; stop quietly, final flush included.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def _exit(self, code: int, message: str) -> NoReturn:
         self.stderr.write(f"responder: {message}")
