@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from probes.base import PHASES
+from probes.base import PHASES, ProbeResult
+from probes.management.commands.probe import render_summary
 from probes.responder import Responder
 from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener
 
@@ -271,3 +272,23 @@ def test_a_name_that_does_not_resolve_is_exit_1() -> None:
     result = json.loads(proc.stdout)
     assert (result["samples"], result["address"], result["ok"]) == (0, None, False)
     assert "could not resolve 'nothing-here.invalid'" in proc.stderr
+
+
+def test_text_details_show_records_one_per_line() -> None:
+    result = ProbeResult(
+        kind="http", target="http://h/", address="192.0.2.1", ok=True, samples=1,
+        succeeded=1, loss=0.0,
+        details={
+            "status": 200,
+            "sans": ["a.example", "b.example"],
+            "redirects": [
+                {"status": 302, "location": "/r1", "ms": 1.5},
+                {"status": 301, "location": "https://h/", "ms": 0.5},
+            ],
+        },
+    )  # fmt: skip
+    text = render_summary(result)
+    assert "  sans: a.example, b.example\n" in text
+    assert "  redirects:\n    1. status=302 location=/r1 ms=1.5\n" in text
+    assert "    2. status=301 location=https://h/ ms=0.5\n" in text
+    assert "{" not in text  # no Python reprs

@@ -204,6 +204,14 @@ def _render_value(key: str, value: Any, indent: int) -> list[str]:
         for k, v in value.items():
             lines.extend(_render_value(str(k), v, indent + 1))
         return lines
+    if isinstance(value, list | tuple) and any(isinstance(v, dict) for v in value):
+        # Records (redirect hops): one line each, "key=value" pairs, in order.
+        lines = [f"{pad}{key}:"]
+        for index, item in enumerate(value, 1):
+            if isinstance(item, dict):
+                item = " ".join(f"{k}={v}" for k, v in item.items())
+            lines.append(f"{pad}  {index}. {item}")
+        return lines
     if isinstance(value, list | tuple):
         return [f"{pad}{key}: {', '.join(str(v) for v in value) or '-'}"]
     return [f"{pad}{key}: {value}"]
