@@ -90,6 +90,7 @@ class Flip(BaseModel):
     current: Any
     value: Any
     winner: str = Field(description="The method that would rank first.")
+    change: str = Field("", description="The change in words, e.g. 'latency_ms were 10 (now 500)'.")
     text: str
 
 
@@ -546,13 +547,21 @@ def method_label(method: str) -> str:
 # Scoring.
 
 
+def _as_float(number: float) -> float:
+    # The document bounds integers below only; one too large for a float is infinite here.
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
+
+
 def _with_derived(values: Values) -> Values:
     values["wan"] = values["peers"] != "internal"
-    bandwidth = values["rate_per_second"] * values["message_bytes"] * 8
+    bandwidth = values["rate_per_second"] * _as_float(values["message_bytes"]) * 8
     values["bandwidth_bps"] = bandwidth
     values["bandwidth_gbps"] = round(bandwidth / 1e9, 1)
     file_bytes = values["file_bytes"]
-    file_ms = None if file_bytes is None else round(file_bytes * 8 / 1e10 * 1000, 1)
+    file_ms = None if file_bytes is None else round(_as_float(file_bytes) * 8 / 1e10 * 1000, 1)
     values["file_min_ms_10g"] = file_ms
     latency = values["latency_ms"]
     values["file_exceeds_budget"] = (
@@ -576,6 +585,10 @@ def _readable(value: Any) -> str:
     """A value inside a sentence: thousands separators for numbers."""
     if value is None or isinstance(value, bool | str):
         return _show(value)
+    if isinstance(value, float) and math.isinf(value):
+        return "more than 10^300"
+    if isinstance(value, int) and value >= 10**15:
+        return f"about 10^{int(value.bit_length() * math.log10(2))}"
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return f"{int(value):,}"
     return f"{value:,.3g}"
@@ -753,8 +766,9 @@ def _distance(current: Any, value: Any) -> float:
         return 0.0
     if isinstance(current, int | float) and isinstance(value, int | float):
         if current > 0 and value > 0:
-            return abs(math.log(value / current))
-        return abs(value - current)
+            # log of each, not of the ratio: math.log takes integers of any size.
+            return abs(math.log(value) - math.log(current))
+        return abs(_as_float(value) - _as_float(current))
     return 0.0
 
 
@@ -811,14 +825,17 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
         )
         for (_, field, winner), (_, value) in rows[:MAX_FLIPS_PER_METHOD]:
             current = values[field]
-            change = f"If {field} were {_show(value)} (now {_show(current)}), "
+            change = f"{field} were {_readable(value)} (now {_readable(current)})"
             if target == first:
                 text = (
-                    f"{change}{labels[METHODS[winner]]} would rank first instead of "
+                    f"If {change}, {labels[METHODS[winner]]} would rank first instead of "
                     f"{labels[METHODS[first]]}."
                 )
             else:
-                text = f"{change}{labels[METHODS[winner]]} would overtake {labels[METHODS[first]]}."
+                text = (
+                    f"If {change}, {labels[METHODS[winner]]} would overtake "
+                    f"{labels[METHODS[first]]}."
+                )
             flips.append(
                 {
                     "for_method": METHODS[target],
@@ -826,6 +843,7 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
                     "current": current,
                     "value": value,
                     "winner": METHODS[winner],
+                    "change": change,
                     "text": text,
                 }
             )

@@ -60,9 +60,21 @@ def text_report(result: dict[str, Any], title: str = "") -> str:
 
     flips: list[dict[str, Any]] = result.get("what_would_change", [])
     lines.append("What would change the answer")
-    if flips:
-        for flip in flips:
-            lines += _wrap(flip["text"], "  - ", "    ")
+    # The winner's list holds every change that puts another method first, the
+    # runner-up's included; grouped by the method that would then win.
+    first = ranking[0]["method"]
+    labels = {row["method"]: row["label"] for row in ranking}
+    by_winner: dict[str, list[str]] = {}
+    for flip in flips:
+        if flip["for_method"] == first:
+            by_winner.setdefault(flip["winner"], []).append(flip["change"])
+    if by_winner:
+        for winner, changes in by_winner.items():
+            lines += _wrap(
+                f"{labels[winner]} would rank first if " + "; or if ".join(changes) + ".",
+                "  - ",
+                "    ",
+            )
     else:
         lines.append(
             f"  No single answer changes the top two: {ranking[0]['label']} leads on several "

@@ -93,6 +93,14 @@ class UseCase(BaseModel):
     small_team: bool = Field(False, description="A small team that wants few moving parts.")
     notes: str = Field("", max_length=5000, description="Free text.")
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_the_integer_1(cls, value: Any) -> Any:
+        # Literal[1] compares with ==, which lets true and 1.0 through.
+        if type(value) is not int:
+            raise ValueError("must be the integer 1")
+        return value
+
     @field_validator("title", "notes")
     @classmethod
     def _no_nul(cls, value: str) -> str:
@@ -208,10 +216,14 @@ def load_usecase_text(text: str) -> UseCase:
             raise UseCaseError(
                 {"(document)": f"is not valid JSON: {exc.msg} at line {exc.lineno}"}
             ) from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise UseCaseError({"(document)": f"is not valid JSON: {exc}"}) from None
     else:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
+            raise UseCaseError({"(document)": f"is not valid YAML: {exc}"}) from None
+        except ValueError as exc:  # e.g. an integer longer than Python converts
             raise UseCaseError({"(document)": f"is not valid YAML: {exc}"}) from None
     # A usecase wrapped as in the scenarios folder is accepted for convenience.
     if isinstance(data, dict) and set(data) >= {"usecase"} and "interaction" not in data:

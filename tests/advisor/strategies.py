@@ -16,7 +16,7 @@ from advisor.usecase import (
     PEERS,
 )
 
-_TEXT = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+_TEXT = st.characters(codec="utf-8", exclude_characters="\x00")
 
 _OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     "title": st.text(_TEXT, max_size=200),

@@ -428,3 +428,22 @@ def test_implementation_limits_are_data_and_show_as_caveats() -> None:
     assert "Azure Service Bus premium" not in line  # 100 MB is not exceeded
     grpc = row(advise(interaction="request_response", message_bytes=5_000_000), "rpc")
     assert any("4,194,304" in c for c in grpc["caveats"])
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"interaction": "streaming", "message_bytes": 10**400},
+        {"interaction": "file_transfer", "file_bytes": 10**400, "latency_ms": 100},
+        {"interaction": "publish_subscribe", "consumers": 10**400},
+        {"interaction": "streaming", "rate_per_second": 1.7e308, "message_bytes": 10**20},
+    ],
+    ids=["message_bytes", "file_bytes", "consumers", "rate"],
+)
+def test_numbers_of_any_size_are_answered(doc: dict[str, Any]) -> None:
+    # The document sets no upper bound on these integers; the engine must still answer.
+    result = recommend_json(parse_usecase(doc))
+    assert sorted(methods(result)) == sorted(METHODS)
+    json.dumps(result)
+    for warning in result["warnings"]:
+        assert "inf" not in warning.split()

@@ -72,6 +72,8 @@ def test_unknown_field_is_an_error_not_ignored() -> None:
 INVALID: list[tuple[str, Any]] = [
     ("version", 2),
     ("version", "1"),
+    ("version", True),
+    ("version", 1.0),
     ("title", "x" * 201),
     ("title", 5),
     ("title", "nul\x00inside"),
@@ -171,6 +173,8 @@ def test_yaml_and_json_give_the_same_document() -> None:
         ("{not json", "not valid JSON"),
         ("interaction: [unclosed", "not valid YAML"),
         ("- a\n- b\n", "must be an object"),
+        ("interaction: streaming\nmessage_bytes: 1" + "0" * 5000 + "\n", "not valid YAML"),
+        ('{"interaction": "streaming", "message_bytes": 1' + "0" * 5000 + "}", "not valid JSON"),
     ],
 )
 def test_unparseable_text_is_a_document_error(text: str, needle: str) -> None:

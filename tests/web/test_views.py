@@ -386,6 +386,23 @@ def test_hostile_answers_are_field_errors_never_500(client: Client, field: str, 
     assert top_methods(preview.content.decode()) == []
 
 
+@pytest.mark.parametrize("field", ["message_bytes", "file_bytes", "consumers"])
+def test_enormous_valid_numbers_get_a_recommendation_not_a_500(client: Client, field: str) -> None:
+    # The document bounds these integers only below; 400 digits is valid and must be answered.
+    huge = "9" * 400
+    preview = client.post("/preview", form_data(**{field: huge}), headers={"HX-Request": "true"})
+    assert preview.status_code == 200
+    assert len(top_methods(preview.content.decode())) == 3
+    response = client.post("/", form_data(**{field: huge}))
+    assert response.status_code == 302
+    api = client.post(
+        "/api/recommendations",
+        data=f'{{"interaction": "streaming", "{field}": {huge}}}',
+        content_type="application/json",
+    )
+    assert api.status_code == 201, api.content
+
+
 @pytest.mark.parametrize("path", ["/", "/knowledge", "/accounts/login", "/accounts/signup"])
 def test_page_titles_are_plain_text(path: str) -> None:
     html = Client().get(path).content.decode()
