@@ -10,7 +10,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from probes.base import ProbeConfig, ProbeError, ProbeResult, Sample, Target
-from probes.guard import GuardError
+from probes.guard import GuardError, resolve_target
+from probes.registry import REGISTRY, probe_function
 from probes.runner import (
     probe_budget_s,
     run_many,
@@ -345,3 +346,44 @@ def test_the_whole_probe_is_bounded_by_count_times_interval_plus_timeout(
     elapsed, result = asyncio.run(timed())
     assert result.samples == 4 and result.loss == 1.0
     assert elapsed <= probe_budget_s(config) * 1.1
+
+
+def test_every_scheme_ends_a_silent_target_as_a_timeout_within_timeout_plus_ten_percent(
+    allow_loopback: str,
+) -> None:
+    # A listener that accepts and then says nothing, for every scheme at once
+    # (one event loop, so the run takes one timeout, not one per scheme).
+    timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
+    schemes = [scheme for scheme in REGISTRY if scheme != "udp"]  # udp: see above
+    for scheme in schemes:
+        probe_function(scheme)  # imported here: an import is no part of a sample
+
+    async def go() -> dict[str, tuple[Sample, float]]:
+        held: list[asyncio.StreamWriter] = []
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one(scheme: str) -> tuple[Sample, float]:
+            # A plain tcp probe only connects; with --throughput it waits for data.
+            config = ProbeConfig(timeout_s=timeout, throughput=scheme == "tcp")
+            target = await resolve_target(f"{scheme}://user:pw@127.0.0.1:{port}/")
+            started = time.monotonic()
+            sample = await take_sample(probe_function(scheme), target, config, started + timeout)
+            return sample, time.monotonic() - started
+
+        try:
+            results = await asyncio.gather(*(one(scheme) for scheme in schemes))
+        finally:
+            for writer in held:
+                writer.close()
+            server.close()
+        return dict(zip(schemes, results, strict=True))
+
+    for scheme, (sample, elapsed) in asyncio.run(go()).items():
+        assert not sample.ok, scheme
+        assert sample.error is not None and "timed out" in sample.error, (scheme, sample.error)
+        assert elapsed <= timeout * 1.1, (scheme, elapsed)
