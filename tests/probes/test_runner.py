@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -15,6 +16,7 @@ from probes.registry import REGISTRY, probe_function
 from probes.runner import (
     probe_budget_s,
     run_many,
+    run_many_sync,
     run_probe,
     run_probe_sync,
     scrub,
@@ -387,3 +389,25 @@ def test_every_scheme_ends_a_silent_target_as_a_timeout_within_timeout_plus_ten_
         assert not sample.ok, scheme
         assert sample.error is not None and "timed out" in sample.error, (scheme, sample.error)
         assert elapsed <= timeout * 1.1, (scheme, elapsed)
+
+
+def test_every_scheme_reports_a_closed_port_in_the_contract_shape(
+    allow_loopback: str, closed_tcp_port: int
+) -> None:
+    urls = [f"{scheme}://user:pw@127.0.0.1:{closed_tcp_port}/" for scheme in REGISTRY]
+    results = run_many_sync(urls, ProbeConfig(count=2, interval_ms=10, timeout_s=5))
+    for scheme, result in zip(REGISTRY, results, strict=True):
+        shape = result.model_dump(mode="json")
+        assert list(shape) == [
+            "kind", "target", "address", "ok", "samples", "succeeded", "loss", "latency_ms",
+            "jitter_ms", "phases_ms", "throughput_bps", "details", "error",
+        ]  # fmt: skip
+        assert list(shape["phases_ms"]) == ["dns", "connect", "tls", "ttfb", "transfer"]
+        assert shape["kind"] == scheme and shape["address"] == "127.0.0.1"
+        assert (shape["ok"], shape["samples"], shape["succeeded"], shape["loss"]) == (
+            False, 2, 0, 1.0,
+        )  # fmt: skip
+        assert shape["latency_ms"] is None and shape["jitter_ms"] is None
+        expected = "port unreachable" if scheme == "udp" else "connection refused"
+        assert shape["error"] is not None and expected in shape["error"], (scheme, shape)
+        assert "pw" not in json.dumps(shape), scheme
