@@ -31,10 +31,12 @@ negotiated protocol is reported in ``details.tls.alpn`` (whether the server
 would also speak h2 is not probed). Credentials in the URL are sent as HTTP
 Basic authentication and never appear in the result.
 
-Status policy: 1xx-3xx count as answered; 4xx and 5xx make the sample fail
-with ``HTTP <status> <reason>`` (the phases are still measured, and the status
-is in ``details``). A redirect is reported with its status and ``Location``
-and not followed, unless ``--follow-redirects`` asks for it: then up to
+Status policy: any complete HTTP response counts as answered, 4xx and 5xx
+included: the target was reached and spoke HTTP, which is what the contract's
+"answered" means (refused, timed out or a wrong protocol are not). The status
+is in ``details.status``, and ``details.http_error`` names a 4xx or 5xx.
+
+A redirect is reported with its status and ``Location`` and not followed, unless ``--follow-redirects`` asks for it: then up to
 ``MAX_REDIRECTS`` hops are followed, each checked by the guard like a new
 target (resolved once, refused if private or metadata, connected to by
 address, credentials never carried along). The phases are those of the last
@@ -118,6 +120,8 @@ class HttpResponse:
         content_type = self.header("content-type")
         if content_type is not None:
             facts["content_type"] = content_type
+        if self.status >= 400:
+            facts["http_error"] = f"HTTP {self.status} {self.reason}".strip()
         location = self.header("location")
         if 300 <= self.status < 400 and location is not None:
             facts["redirect"] = {"status": self.status, "location": location, "followed": False}
@@ -493,9 +497,6 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         )
         before_ms += response.latency_ms + resolve_ms
         current = following
-    if response.status >= 400:
-        error = f"HTTP {response.status} {response.reason}".strip()
-        return _redirected(response, hops, before_ms, error)
     return _redirected(response, hops, before_ms, None)
 
 

@@ -161,13 +161,12 @@ def test_redirect_loops_end_after_the_limit(web: Server, allow_loopback: str) ->
     ("path", "error"),
     [("/unavailable", "HTTP 503 Service Unavailable"), ("/missing", "HTTP 404 Not Found")],
 )
-def test_4xx_and_5xx_fail_the_sample_but_keep_status_and_phases(
-    web: Server, path: str, error: str
-) -> None:
+def test_4xx_and_5xx_are_answers_with_their_status(web: Server, path: str, error: str) -> None:
+    # The contract's "answered": the target was reached and spoke HTTP.
     sample = probe_now(http, url(web, path))
 
-    assert not sample.ok
-    assert sample.error == error
+    assert sample.ok and sample.error is None
+    assert sample.details["http_error"] == error
     assert sample.details["status"] == int(error.split()[1])
     assert sample.phases_ms["ttfb"] is not None
 
