@@ -37,9 +37,10 @@ included: the target was reached and spoke HTTP, which is what the contract's
 is in ``details.status``, and ``details.http_error`` names a 4xx or 5xx.
 
 A redirect is reported with its status and ``Location`` and not followed,
-unless ``--follow-redirects`` asks for it: then up to ``MAX_REDIRECTS`` hops are followed, each checked by the guard like a new
-target (resolved once, refused if private or metadata, connected to by
-address, credentials never carried along). The phases are those of the last
+unless ``--follow-redirects`` asks for it: then up to ``MAX_REDIRECTS`` hops
+are followed, each checked by the guard like a new target (resolved once,
+refused if private or metadata, connected to by address, credentials never
+carried along). The phases are those of the last
 request; ``latency_ms`` includes the hops before it, listed in
 ``details.redirects`` with their time in ``details.redirect_ms``.
 
