@@ -23,7 +23,7 @@ import operator
 import string
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -49,6 +49,7 @@ SCORE_SCALE = 4.0
 # larger than any sum of weights, so it only decides between ruled-out methods.
 PENALTY = 1e6
 MAX_FLIPS_PER_METHOD = 6
+ROW_CACHE_SIZE = 512  # per rule; numbers make the distinct answers unbounded
 
 
 # --------------------------------------------------------------------------
@@ -247,6 +248,25 @@ class ScoringRule:
     fields: tuple[str, ...]  # the answers in document order, for display
     effects: tuple[Effect, ...]
     reads: frozenset[str]  # the names its condition reads, derived values included
+    # Per answer seen, the rule's rows for _method_results: (method, sort key, factor,
+    # reason). Few distinct answers occur (most fields have a few values), so worth
+    # keeping; the factor dictionaries are copied out, never handed over.
+    row_cache: dict[tuple[Any, ...], tuple[tuple[int, float, dict[str, Any], str], ...]] = field(
+        default_factory=dict, compare=False
+    )
+
+    def rows(self, values: Values) -> tuple[tuple[int, float, dict[str, Any], str], ...]:
+        key = tuple([values[name] for name in self.fields])
+        rows = self.row_cache.get(key)
+        if rows is None:
+            answer = _answer_text(self.fields, values)
+            rows = tuple(
+                (m, sort_key, {**static, "answer": answer}, answer + tail)
+                for m, sort_key, static, tail in self.display
+            )
+            if len(self.row_cache) < ROW_CACHE_SIZE:
+                self.row_cache[key] = rows
+        return rows
 
     @cached_property
     def display(self) -> tuple[tuple[int, float, dict[str, Any], str], ...]:
@@ -312,6 +332,9 @@ class FieldPlan:
     joint_exclusions: tuple[ExclusionRule, ...]
     reach: list[float]
     may_exclude: frozenset[int]
+    # For answers with a fixed set of values, every value is a candidate, so what the
+    # one-answer rules add for the given answer can be looked up instead of computed.
+    by_value: dict[Any, list[float]] | None
 
 
 def _in_order(answers: Iterable[str]) -> tuple[str, ...]:
@@ -375,6 +398,7 @@ def _field_plan(
         reach=reach,
         # A change that may rule out the winner must always be tried.
         may_exclude=frozenset(m for excl in exclusions for m in excl.methods),
+        by_value=dict(candidates) if field in CHOICES or field in BOOLEAN_FIELDS else None,
     )
 
 
@@ -651,11 +675,8 @@ def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[s
     rows: list[list[tuple[float, dict[str, Any], str]]] = [[] for _ in range(N)]
     rules = [state.fit] + [r for r in c.scoring if state.matched[r.index]]
     for rule in rules:
-        answer = _answer_text(rule.fields, values)
-        for m, key, static, tail in rule.display:
-            factor = static.copy()
-            factor["answer"] = answer
-            rows[m].append((key, factor, answer + tail))
+        for m, key, factor, reason in rule.rows(values):
+            rows[m].append((key, factor.copy(), reason))
     exclusions: list[list[str]] = [[] for _ in range(N)]
     for excl in c.exclusions:
         if state.excl_matched[excl.index]:
@@ -794,7 +815,7 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
                 continue
         field = plan.field
         current = values[field]
-        now = _solo_now(plan, state)
+        now = plan.by_value[current] if plan.by_value is not None else _solo_now(plan, state)
         base = list(map(operator.sub, penalised, now))
         joint = bool(plan.joint_rules or plan.joint_exclusions)
         for value, vector in plan.candidates:
@@ -810,7 +831,7 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
             winner = scores.index(max(scores))
             if winner == first:
                 continue
-            distance = _distance(current, value)
+            distance = _distance(current, value) if plan.by_value is None else 0.0
             for target in (first, second) if winner == second else (first,):
                 key = (target, field, winner)
                 if key not in found or distance < found[key][0]:

@@ -447,3 +447,14 @@ def test_numbers_of_any_size_are_answered(doc: dict[str, Any]) -> None:
     json.dumps(result)
     for warning in result["warnings"]:
         assert "inf" not in warning.split()
+
+
+def test_answers_are_independent_objects() -> None:
+    # The engine caches per-rule rows; what it hands out must not be shared with them.
+    usecase = parse_usecase({"interaction": "streaming", "realtime": True})
+    first = recommend_json(usecase)
+    first["ranking"][0]["factors"][0]["text"] = "tampered"
+    first["ranking"][0]["factors"][0]["weight"] = 99
+    again = recommend_json(usecase)
+    assert again["ranking"][0]["factors"][0]["text"] != "tampered"
+    assert again["ranking"][0]["factors"][0]["weight"] != 99
