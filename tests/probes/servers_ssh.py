@@ -14,7 +14,7 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -302,14 +302,13 @@ def closed_port() -> Iterator[int]:
 
 
 @contextmanager
-def greeting_listener(greeting: bytes) -> Iterator[int]:
-    """Sends ``greeting`` to every client at once, then holds the connection silently."""
+def _accepting(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener whose thread hands every connection to ``handle``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     sock.settimeout(0.1)
     stop = threading.Event()
-    held: list[socket.socket] = []
 
     def serve() -> None:
         while not stop.is_set():
@@ -319,9 +318,7 @@ def greeting_listener(greeting: bytes) -> Iterator[int]:
                 continue
             except OSError:
                 return
-            held.append(conn)
-            with contextlib.suppress(OSError):
-                conn.sendall(greeting)
+            handle(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -331,6 +328,22 @@ def greeting_listener(greeting: bytes) -> Iterator[int]:
         stop.set()
         thread.join(5.0)
         sock.close()
+
+
+@contextmanager
+def greeting_listener(greeting: bytes) -> Iterator[int]:
+    """Sends ``greeting`` to every client at once, then holds the connection silently."""
+    held: list[socket.socket] = []
+
+    def greet(conn: socket.socket) -> None:
+        held.append(conn)
+        with contextlib.suppress(OSError):
+            conn.sendall(greeting)
+
+    try:
+        with _accepting(greet) as port:
+            yield port
+    finally:
         for conn in held:
             conn.close()
 
@@ -338,33 +351,16 @@ def greeting_listener(greeting: bytes) -> Iterator[int]:
 @contextmanager
 def http_listener() -> Iterator[int]:
     """A minimal HTTP/1.1 server that answers every connection with a 400 and closes."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.settimeout(0.1)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(1.0)
-                with contextlib.suppress(OSError):
-                    conn.recv(4096)  # whatever the client says first, if anything
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(1.0)
+            with contextlib.suppress(OSError):
+                conn.recv(4096)  # whatever the client says first, if anything
+            with contextlib.suppress(OSError):
                 conn.sendall(
                     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 )
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5.0)
-        sock.close()
+    with _accepting(answer) as port:
+        yield port
