@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 import trustme
@@ -44,7 +45,31 @@ ROOT = Path(__file__).resolve().parents[2]
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 
 
-class Front:
+class _LoopServer:
+    """An asyncio server on its own loop thread; closing it aborts the connections it holds."""
+
+    _server: asyncio.Server
+    _loop: LoopThread
+    _writers: list[asyncio.StreamWriter]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.transport.abort()
+
+        with contextlib.suppress(Exception):
+            self._loop.run(stop())
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Front(_LoopServer):
     """A listener on 127.0.0.1:0 that forwards every connection to an upstream.
 
     The upstream is a loopback TCP port or a unix socket (for a Mosquitto or
@@ -114,22 +139,6 @@ class Front:
                 await writer.drain()
         finally:
             writer.close()
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for writer in self._writers:
-                writer.transport.abort()
-
-        with contextlib.suppress(Exception):
-            self._loop.run(stop())
-        self._loop.close()
-
-    def __enter__(self) -> Front:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def tls_front(ca: trustme.CA, upstream_port: int, names: tuple[str, ...] = ("localhost",)) -> Front:
@@ -226,12 +235,12 @@ def redis_with_password(password: str) -> Iterator[SocketServer]:
             yield server
 
 
-class BannerServer:
+class BannerServer(_LoopServer):
     """Sends ``banner`` on every accepted connection, then keeps it open silently."""
 
     def __init__(self, banner: bytes) -> None:
         self.banner = banner
-        self._held: list[asyncio.StreamWriter] = []
+        self._writers: list[asyncio.StreamWriter] = []
         self._loop = LoopThread()
         self._server = self._loop.run(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port: int = self._server.sockets[0].getsockname()[1]
@@ -239,23 +248,7 @@ class BannerServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(self.banner)
         await writer.drain()
-        self._held.append(writer)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for writer in self._held:
-                writer.transport.abort()
-
-        with contextlib.suppress(Exception):
-            self._loop.run(stop())
-        self._loop.close()
-
-    def __enter__(self) -> BannerServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._writers.append(writer)
 
 
 class NatsServer:
