@@ -506,8 +506,8 @@ class Compiled:
         )
         # Derived values that scoring or exclusions read must be recomputed when one of
         # their inputs changes; those only warnings read need not be.
-        read = {n for rule in kb.rules for n in compile_condition(rule.when)[1]} | {
-            n for excl in kb.exclusions for n in compile_condition(excl.when)[1]
+        read = {n for rule in self.scoring for n in rule.reads} | {
+            n for excl in self.exclusions for n in excl.reads
         }
         self.derived_inputs = frozenset(
             field for name, inputs in DERIVED.items() if name in read for field in inputs
