@@ -9,6 +9,7 @@ its own words before the use-case model ever saw it.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,8 +18,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from advisor import vocabulary
 from advisor.usecase import (
-    CHOICES,
     FIELDS,
     UseCase,
     UseCaseError,
@@ -32,168 +33,13 @@ class Question:
     help: str
 
 
-# The question a person reads for each field of the document, and its help text in
-# plain words. Every field of UseCase has one (checked below).
+# The question a person reads for each field, and its help: from the vocabulary.
 QUESTIONS: dict[str, Question] = {
-    "version": Question(
-        "Document format version",
-        "The version of the use-case format these answers follow. Only version 1 exists.",
-    ),
-    "title": Question(
-        "Name of this use case",
-        "A short name you and your team will recognise, e.g. 'Orders to the warehouse'. "
-        "Optional, at most 200 characters.",
-    ),
-    "interaction": Question(
-        "How do the two sides interact?",
-        "Pick the pattern closest to what the two servers do most of the time.",
-    ),
-    "consumers": Question(
-        "How many independent receivers get each message?",
-        "1 means point to point. More than 1 means every receiver needs its own copy, "
-        "for example billing, shipping and analytics all reacting to one order.",
-    ),
-    "peers": Question(
-        "Who runs the other end?",
-        "Your own team or company, a partner organisation you agree formats with, "
-        "or the public you cannot coordinate with.",
-    ),
-    "browser_clients": Question(
-        "Do web browsers connect to it directly?",
-        "Tick if pages running in users' browsers talk to this service themselves, "
-        "not only your servers.",
-    ),
-    "existing_interface": Question(
-        "What does the other side already speak?",
-        "If the other end already has an interface that cannot change, say which one; "
-        "otherwise leave 'nothing fixed'.",
-    ),
-    "latency_ms": Question(
-        "Time budget for one message or request (milliseconds)",
-        "The end-to-end time that 95 out of 100 messages or requests must stay within. "
-        "Leave empty if there is no deadline.",
-    ),
-    "realtime": Question(
-        "Must receivers get updates the moment they happen?",
-        "Tick if the receiver must be pushed each update as it happens; "
-        "untick if checking for news now and then (polling) is fine.",
-    ),
-    "rate_per_second": Question(
-        "Peak messages or requests per second",
-        "The busiest rate you expect, all senders together. 0.01 is one every "
-        "100 seconds; 1000 is a busy service.",
-    ),
-    "message_bytes": Question(
-        "Typical size of one message (bytes)",
-        "The usual size of one message, request or response body. 1024 bytes is 1 KB; "
-        "a JSON order is a few KB.",
-    ),
-    "file_bytes": Question(
-        "Size of one file or batch (bytes)",
-        "Only when whole files or batches are moved: the size of one. "
-        "1 MB is 1048576 bytes. Leave empty if no files are moved.",
-    ),
-    "delivery": Question(
-        "What delivery guarantee does the business need?",
-        "Best effort: a lost message is acceptable. At least once: nothing may be lost, "
-        "duplicates are handled. Exactly once: each message takes effect once only.",
-    ),
-    "loss_tolerant": Question(
-        "Is losing an occasional message acceptable?",
-        "Tick for data where the next message makes up for a lost one: telemetry, "
-        "audio and video, game state.",
-    ),
-    "ordering": Question(
-        "Which order does the receiver rely on?",
-        "None: any order works. Per key: messages about the same thing (one order, one "
-        "device) must arrive in order. Total: every message in one global order.",
-    ),
-    "receiver_may_be_offline": Question(
-        "Must messages wait while the receiver is down or busy?",
-        "Tick if the sender must be able to hand messages off even when the receiver "
-        "is restarting, overloaded or offline for a while.",
-    ),
-    "firewall": Question(
-        "What gets through the network between them?",
-        "Open: any port. HTTP only: only web traffic on ports 80/443, often through "
-        "proxies. SSH only: only SSH on port 22.",
-    ),
-    "inbound_blocked": Question(
-        "Is the receiving side unable to accept incoming connections?",
-        "Tick if the receiver sits behind NAT or a firewall and can only connect out, "
-        "as many devices and on-premises servers do.",
-    ),
-    "encryption": Question(
-        "Must traffic be encrypted in transit?",
-        "Keep this ticked unless the traffic never leaves a network you fully trust.",
-    ),
-    "constrained_devices": Question(
-        "Are devices low-power or is bandwidth scarce or metered?",
-        "Tick for battery-powered devices, microcontrollers or cellular and satellite "
-        "links where every byte counts.",
-    ),
-    "small_team": Question(
-        "Is a small team running this, wanting few moving parts?",
-        "Tick if nobody has time to run and watch an extra server such as a broker.",
-    ),
-    "flexible_queries": Question(
-        "Do callers need different fields or nested data on each call?",
-        "Tick if different clients ask for different slices of the data, "
-        "such as dashboards and mobile apps with their own views.",
-    ),
-    "strict_contract": Question(
-        "Is a formal, machine-checked contract required?",
-        "Tick if both sides must agree on a schema that tools check: an IDL, "
-        "a WSDL or a JSON/XML schema, for example for audits or partners.",
-    ),
-    "notes": Question(
-        "Anything else?",
-        "Free text kept with the decision for your team; the recommendation does not "
-        "read it. At most 5000 characters.",
-    ),
+    name: Question(words.question, words.help) for name, words in vocabulary.FIELDS.items()
 }
-assert set(QUESTIONS) == set(FIELDS), "every use-case field needs a question"
-
 CHOICE_LABELS: dict[str, dict[str, str]] = {
-    "interaction": {
-        "request_response": "Request and response: the caller needs the answer to go on",
-        "fire_and_forget": "Fire and forget: hand off commands or jobs without waiting",
-        "publish_subscribe": "Publish and subscribe: each event goes to several receivers",
-        "streaming": "Streaming: a continuous flow of updates or measurements",
-        "bidirectional": "Two-way: both sides send at any time over a long-lived session",
-        "file_transfer": "File transfer: files or batches move between servers",
-        "remote_execution": "Remote execution: run commands on, or reach a service through, "
-        "a remote server",
-    },
-    "delivery": {
-        "best_effort": "Best effort",
-        "at_least_once": "At least once",
-        "exactly_once": "Exactly once",
-    },
-    "ordering": {"none": "No order needed", "per_key": "In order per key", "total": "Total order"},
-    "peers": {
-        "internal": "Our own team or company",
-        "partner": "A partner organisation",
-        "public": "The public",
-    },
-    "firewall": {
-        "open": "Any port is open",
-        "http_only": "Only HTTP(S) on ports 80/443",
-        "ssh_only": "Only SSH on port 22",
-    },
-    "existing_interface": {
-        "none": "Nothing fixed",
-        "rest": "A REST API",
-        "soap": "SOAP web services",
-        "graphql": "GraphQL",
-        "grpc": "gRPC",
-        "broker": "A message broker",
-        "file_drop": "Files dropped in a folder or on a server",
-        "custom_tcp": "A custom protocol over TCP",
-    },
+    name: dict(words.choices) for name, words in vocabulary.FIELDS.items() if words.choices
 }
-for _name, _values in CHOICES.items():
-    assert set(CHOICE_LABELS[_name]) == set(_values), f"labels for every {_name} value"
 
 
 @dataclass(frozen=True)
@@ -297,6 +143,14 @@ def _build_field(name: str) -> forms.Field:
         )
         return forms.CharField(required=False, widget=widget, **common)
     if name in _INT_FIELDS or name in _FLOAT_FIELDS:
+        if vocabulary.FIELDS[name].kind in vocabulary.UNITS:
+            # Text, not a number input: a person may type the unit ("20 GB", "2 h").
+            unit_attrs = {"inputmode": "text", "autocomplete": "off", "spellcheck": "false"}
+            if name in _NULLABLE:
+                unit_attrs["placeholder"] = "no limit" if name == "latency_ms" else "no files"
+            return forms.CharField(
+                required=False, widget=forms.TextInput(attrs=unit_attrs), **common
+            )
         attrs: dict[str, Any] = {
             "step": "1" if name in _INT_FIELDS else "any",
             "inputmode": ("numeric" if name in _INT_FIELDS else "decimal"),
@@ -345,6 +199,14 @@ class UseCaseForm(forms.Form):
                         data[name] = None
                     # An emptied non-nullable number falls back to the document's default.
                     continue
+                kind = vocabulary.FIELDS[name].kind
+                if kind in vocabulary.UNITS:
+                    # "20GB", "2 h", "5 per minute": read with their unit, never misread.
+                    try:
+                        data[name] = vocabulary.parse_quantity(text, kind)
+                    except vocabulary.QuantityError as exc:
+                        self._unit_errors[name] = f"got {json.dumps(text)}: {exc}"
+                    continue
                 data[name] = _number(text, whole=name in _INT_FIELDS)
             elif name in CHOICE_LABELS:
                 if text != "":  # missing interaction -> "is required" from the model
@@ -355,11 +217,18 @@ class UseCaseForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        self._unit_errors: dict[str, str] = {}
+        document = self.document()
         try:
-            self.usecase = parse_usecase(self.document())
+            usecase = parse_usecase(document)
         except UseCaseError as exc:
-            for field, message in exc.errors.items():
-                self.add_error(field if field in self.fields else None, message)
+            errors = {**exc.errors, **self._unit_errors}
+        else:
+            errors = dict(self._unit_errors)
+            if not errors:
+                self.usecase = usecase
+        for field, message in errors.items():
+            self.add_error(field if field in self.fields else None, message)
         return cleaned
 
     def advanced_open(self, group: Group) -> bool:

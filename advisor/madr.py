@@ -12,7 +12,7 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from advisor.forms import CHOICE_LABELS, QUESTIONS
+from advisor import vocabulary
 from advisor.models import Decision
 from advisor.usecase import UseCase
 
@@ -27,20 +27,13 @@ def _line(text: Any) -> str:
 
 
 def answer_text(field: str, value: Any) -> str:
-    """An answer as a person reads it: labels for choices, yes/no, 2,000,000 not 2000000.0."""
-    if value is None:
-        return "no limit" if field == "latency_ms" else "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if field in CHOICE_LABELS and isinstance(value, str):
-        return CHOICE_LABELS[field].get(value, value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:g}"
-    return _line(value)
+    """An answer as a person reads it: labels for choices, yes/no, sizes and rates in units."""
+    if field not in vocabulary.FIELDS:
+        return _line(value)
+    try:
+        return vocabulary.value_text(field, value)
+    except (TypeError, ValueError, OverflowError):
+        return _line(value)  # a stored value the vocabulary cannot read: shown as stored
 
 
 def _user_text(text: Any) -> str:
@@ -91,13 +84,13 @@ def _score(item: dict[str, Any]) -> str:
 def _drivers(usecase: dict[str, Any]) -> list[str]:
     """The answers that shape the decision: the interaction and every non-default answer."""
     drivers = []
-    for field, question in QUESTIONS.items():
+    for field, words in vocabulary.FIELDS.items():
         if field in {"title", "notes", "version"} or field not in usecase:
             continue
         value = usecase[field]
         if field != "interaction" and value == _DEFAULTS.get(field):
             continue
-        drivers.append(f"{question.label.rstrip('?')}: {answer_text(field, value)} (`{field}`)")
+        drivers.append(f"{words.short}: {answer_text(field, value)} (`{field}`)")
     return drivers
 
 

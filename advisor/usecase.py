@@ -1,4 +1,4 @@
-"""The use-case document, version 1 (``shared/usecase-v1.md`` section 1).
+"""The use-case document, version 1 (``docs/usecase.md`` section 1).
 
 The one input model of the product: the web form, the JSON API and
 ``manage.py advise`` all build a :class:`UseCase`. It is strict: unknown
@@ -12,7 +12,25 @@ import json
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from advisor import vocabulary
+from advisor.vocabulary import (
+    MAX_CONSUMERS,
+    MAX_FILE_BYTES,
+    MAX_LATENCY_MS,
+    MAX_MESSAGE_BYTES,
+    MAX_NOTES_CHARS,
+    MAX_RATE_PER_SECOND,
+    MAX_TITLE_CHARS,
+)
 
 Interaction = Literal[
     "request_response",
@@ -38,12 +56,6 @@ PEERS: tuple[str, ...] = Peers.__args__  # type: ignore[attr-defined]
 FIREWALLS: tuple[str, ...] = Firewall.__args__  # type: ignore[attr-defined]
 EXISTING_INTERFACES: tuple[str, ...] = ExistingInterface.__args__  # type: ignore[attr-defined]
 
-MAX_LATENCY_MS = 86_400_000
-
-
-def _choices(values: tuple[str, ...]) -> str:
-    return "one of " + ", ".join(values)
-
 
 class UseCase(BaseModel):
     """One server-to-server communication need."""
@@ -51,18 +63,24 @@ class UseCase(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     version: Literal[1] = Field(1, description="Format version; always 1.")
-    title: str = Field("", max_length=200, description="A name for the use case.")
+    title: str = Field("", max_length=MAX_TITLE_CHARS, description="A name for the use case.")
     interaction: Interaction = Field(description="How the two sides interact.")
     latency_ms: Annotated[float | None, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] = (
         Field(None, description="End-to-end budget (p95) for one message or request, in ms.")
     )
     realtime: bool = Field(False, description="Receivers must get updates as they happen.")
-    message_bytes: int = Field(1024, ge=1, description="Typical size of one message or body.")
-    file_bytes: Annotated[int | None, Field(ge=1)] = Field(
+    message_bytes: int = Field(
+        1024, ge=1, le=MAX_MESSAGE_BYTES, description="Typical size of one message or body."
+    )
+    file_bytes: Annotated[int | None, Field(ge=1, le=MAX_FILE_BYTES)] = Field(
         None, description="Size of one file or batch, when files are moved."
     )
     rate_per_second: float = Field(
-        1, ge=0, allow_inf_nan=False, description="Peak messages or requests per second."
+        1,
+        ge=0,
+        le=MAX_RATE_PER_SECOND,
+        allow_inf_nan=False,
+        description="Peak messages or requests per second.",
     )
     delivery: Delivery = Field("at_least_once", description="Delivery guarantee needed.")
     loss_tolerant: bool = Field(False, description="Losing an occasional message is acceptable.")
@@ -70,7 +88,9 @@ class UseCase(BaseModel):
     receiver_may_be_offline: bool = Field(
         False, description="Messages must wait while a receiver is down or busy."
     )
-    consumers: int = Field(1, ge=1, description="Independent receivers of each message.")
+    consumers: int = Field(
+        1, ge=1, le=MAX_CONSUMERS, description="Independent receivers of each message."
+    )
     peers: Peers = Field("internal", description="Who runs the other end.")
     browser_clients: bool = Field(False, description="Web browsers connect to it directly.")
     firewall: Firewall = Field("open", description="What crosses the network path.")
@@ -91,14 +111,18 @@ class UseCase(BaseModel):
     )
     encryption: bool = Field(True, description="Traffic must be encrypted in transit.")
     small_team: bool = Field(False, description="A small team that wants few moving parts.")
-    notes: str = Field("", max_length=5000, description="Free text.")
+    notes: str = Field("", max_length=MAX_NOTES_CHARS, description="Free text.")
 
-    @field_validator("version", mode="before")
+    @field_validator("version", "message_bytes", "file_bytes", "consumers", mode="before")
     @classmethod
-    def _version_is_the_integer_1(cls, value: Any) -> Any:
-        # Literal[1] compares with ==, which lets true and 1.0 through.
-        if type(value) is not int:
-            raise ValueError("must be the integer 1")
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON Schema counts 1000.0 an integer (a number with a zero fraction), and so
+        # does the contract; strict mode alone would refuse it.
+        if type(value) is float and value.is_integer():
+            return int(value)
+        # Literal[1] compares with ==, which would let true through as 1.
+        if info.field_name == "version" and type(value) is not int:
+            raise ValueError("must be the number 1")
         return value
 
     @field_validator("title", "notes")
@@ -111,46 +135,25 @@ class UseCase(BaseModel):
 
 
 # What each field accepts, in the words a user reads next to an error.
-ACCEPTED: dict[str, str] = {
-    "version": "the number 1",
-    "title": "a string of at most 200 characters, without NUL characters",
-    "interaction": _choices(INTERACTIONS),
-    "latency_ms": f"a number > 0 and <= {MAX_LATENCY_MS} (milliseconds), or null for no budget",
-    "realtime": "true or false",
-    "message_bytes": "a whole number >= 1 (bytes)",
-    "file_bytes": "a whole number >= 1 (bytes), or null",
-    "rate_per_second": "a number >= 0",
-    "delivery": _choices(DELIVERIES),
-    "loss_tolerant": "true or false",
-    "ordering": _choices(ORDERINGS),
-    "receiver_may_be_offline": "true or false",
-    "consumers": "a whole number >= 1",
-    "peers": _choices(PEERS),
-    "browser_clients": "true or false",
-    "firewall": _choices(FIREWALLS),
-    "inbound_blocked": "true or false",
-    "flexible_queries": "true or false",
-    "strict_contract": "true or false",
-    "existing_interface": _choices(EXISTING_INTERFACES),
-    "constrained_devices": "true or false",
-    "encryption": "true or false",
-    "small_team": "true or false",
-    "notes": "a string of at most 5000 characters, without NUL characters",
-}
+ACCEPTED: dict[str, str] = {name: f.accepted for name, f in vocabulary.FIELDS.items()}
 FIELDS: tuple[str, ...] = tuple(UseCase.model_fields)
-# The fields with a fixed set of answers, and the yes/no ones.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "interaction": INTERACTIONS,
-    "delivery": DELIVERIES,
-    "ordering": ORDERINGS,
-    "peers": PEERS,
-    "firewall": FIREWALLS,
-    "existing_interface": EXISTING_INTERFACES,
-}
-BOOLEAN_FIELDS: tuple[str, ...] = tuple(
+CHOICES = vocabulary.CHOICES
+BOOLEAN_FIELDS = vocabulary.BOOLEAN_FIELDS
+assert set(ACCEPTED) == set(FIELDS), "every field needs its words in advisor.vocabulary"
+assert all(
+    CHOICES[name] == values
+    for name, values in {
+        "interaction": INTERACTIONS,
+        "delivery": DELIVERIES,
+        "ordering": ORDERINGS,
+        "peers": PEERS,
+        "firewall": FIREWALLS,
+        "existing_interface": EXISTING_INTERFACES,
+    }.items()
+), "the vocabulary's choices are the model's"
+assert set(BOOLEAN_FIELDS) == {
     name for name, field in UseCase.model_fields.items() if field.annotation is bool
-)
-assert set(ACCEPTED) == set(FIELDS), "every field needs its accepted-values text"
+}
 
 
 class UseCaseError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -73,7 +74,7 @@ INVALID: list[tuple[str, Any]] = [
     ("version", 2),
     ("version", "1"),
     ("version", True),
-    ("version", 1.0),
+    ("version", 2.0),
     ("title", "x" * 201),
     ("title", 5),
     ("title", "nul\x00inside"),
@@ -91,11 +92,17 @@ INVALID: list[tuple[str, Any]] = [
     ("message_bytes", 1.5),
     ("message_bytes", "1024"),
     ("message_bytes", None),
+    ("message_bytes", 10**12 + 1),
+    ("message_bytes", 10**23),
+    ("message_bytes", 1e300),
     ("file_bytes", 0),
     ("file_bytes", "big"),
+    ("file_bytes", 10**15 + 1),
     ("rate_per_second", -0.1),
     ("rate_per_second", float("inf")),
     ("rate_per_second", None),
+    ("rate_per_second", 1e308),
+    ("rate_per_second", 1_000_000_001),
     ("delivery", "at_most_once"),
     ("loss_tolerant", "false"),
     ("ordering", "fifo"),
@@ -103,6 +110,7 @@ INVALID: list[tuple[str, Any]] = [
     ("consumers", 0),
     ("consumers", 2.5),
     ("consumers", False),
+    ("consumers", 10**9 + 1),
     ("peers", "external"),
     ("browser_clients", None),
     ("firewall", "closed"),
@@ -156,6 +164,27 @@ def test_boundaries_are_accepted() -> None:
     )
     assert usecase.latency_ms == 86_400_000
     assert parse_usecase({"interaction": "streaming", "latency_ms": 0.001}).latency_ms == 0.001
+    top = parse_usecase(
+        {
+            "interaction": "file_transfer",
+            "message_bytes": 10**12,
+            "file_bytes": 10**15,
+            "rate_per_second": 10**9,
+            "consumers": 10**9,
+        }
+    )
+    assert (top.message_bytes, top.file_bytes, top.consumers) == (10**12, 10**15, 10**9)
+
+
+@pytest.mark.parametrize("field", ["message_bytes", "file_bytes", "consumers", "version"])
+def test_a_number_with_a_zero_fraction_is_an_integer(field: str) -> None:
+    # As JSON Schema counts it: 1000.0 is an integer, and stays one in the document.
+    value = 1.0 if field == "version" else 1000.0
+    usecase = parse_usecase({"interaction": "file_transfer", field: value})
+    assert getattr(usecase, field) == int(value)
+    assert type(getattr(usecase, field)) is int
+    text = json.dumps({"interaction": "streaming", field: value})
+    assert getattr(load_usecase_text(text), field) == int(value)
 
 
 def test_yaml_and_json_give_the_same_document() -> None:

@@ -68,7 +68,7 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
     # Change the answers so that the engine's top three changes, and watch the preview follow.
     page.get_by_role("radio", name=re.compile(r"^Fire and forget")).check()
     page.get_by_label("Must messages wait while the receiver is down or busy?").check()
-    page.get_by_label("Peak messages or requests per second").fill("200")
+    page.get_by_label("Peak messages or requests").fill("200 per second")
     final = engine_says(
         title=TITLE,
         interaction="fire_and_forget",
@@ -80,7 +80,7 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
     assert urlsplit(page.url).path == "/"  # the preview changed in place, no page load
 
     # A bad answer is reported in the preview, naming the question, and fixing it recovers.
-    size = page.get_by_label("Typical size of one message (bytes)")
+    size = page.get_by_label("Typical size of one message")
     size.fill("0")
     expect(page.locator("#preview .notice.error")).to_contain_text("Typical size of one message")
     # ... and beside the question itself, as it would be after submitting.

@@ -57,7 +57,7 @@ def test_madr_drivers_come_from_the_answers(decision: Decision) -> None:
     for field in ("interaction", "delivery", "ordering", "receiver_may_be_offline"):
         assert f"(`{field}`)" in drivers
     assert "Exactly once" in drivers and "In order per key" in drivers
-    assert "per second: 50 (`rate_per_second`)" in drivers  # 50, not 50.0
+    assert "Peak rate: 50 per second (`rate_per_second`)" in drivers  # 50, not 50.0
     # Answers left at their defaults do not crowd the drivers.
     assert "(`encryption`)" not in drivers and "(`consumers`)" not in drivers
     # Free text stays on one line, so it cannot open a heading of its own.

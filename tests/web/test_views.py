@@ -130,8 +130,8 @@ def test_invalid_post_shows_errors_next_to_fields_400_and_stores_nothing(client:
     assert ShareLink.objects.count() == 0
     html = unescape(response.content.decode())
     for name, text in [
-        ("message_bytes", "got 0; accepted: a whole number >= 1 (bytes)"),
-        ("latency_ms", 'got "fast"; accepted: a number > 0'),
+        ("message_bytes", "got 0; accepted: a whole number >= 1 and <= 1,000,000,000,000 (bytes)"),
+        ("latency_ms", "got \"fast\": 'fast' is not a number with a unit"),
         ("interaction", "is required; accepted: one of request_response"),
     ]:
         block = re.search(FIELD_BLOCK.format(name=name), html, re.S)
@@ -387,20 +387,24 @@ def test_hostile_answers_are_field_errors_never_500(client: Client, field: str, 
 
 
 @pytest.mark.parametrize("field", ["message_bytes", "file_bytes", "consumers"])
-def test_enormous_valid_numbers_get_a_recommendation_not_a_500(client: Client, field: str) -> None:
-    # The document bounds these integers only below; 400 digits is valid and must be answered.
+def test_enormous_numbers_are_refused_naming_the_field_never_a_500(
+    client: Client, field: str
+) -> None:
     huge = "9" * 400
     preview = client.post("/preview", form_data(**{field: huge}), headers={"HX-Request": "true"})
     assert preview.status_code == 200
-    assert len(top_methods(preview.content.decode())) == 3
+    assert top_methods(preview.content.decode()) == []
     response = client.post("/", form_data(**{field: huge}))
-    assert response.status_code == 302
+    assert response.status_code == 400
+    assert f'id="id_{field}_error"' in response.content.decode()
     api = client.post(
         "/api/recommendations",
         data=f'{{"interaction": "streaming", "{field}": {huge}}}',
         content_type="application/json",
     )
-    assert api.status_code == 201, api.content
+    assert api.status_code == 422, api.content
+    assert field in api.json()["errors"]
+    assert Decision.objects.count() == 0
 
 
 @pytest.mark.parametrize("path", ["/", "/knowledge", "/accounts/login", "/accounts/signup"])
@@ -438,7 +442,7 @@ def test_live_preview_puts_each_error_beside_its_field_and_clears_the_rest(
     bad = client.post("/preview", form_data(consumers="0"), headers={"HX-Request": "true"})
     errors = _live_errors(bad.content.decode())
     assert set(errors) == set(FIELDS)  # one box per field: the empty ones clear old errors
-    assert errors["consumers"] == "got 0; accepted: a whole number >= 1"
+    assert errors["consumers"] == "got 0; accepted: a whole number >= 1 and <= 1,000,000,000"
     assert all(text == "" for name, text in errors.items() if name != "consumers")
 
     fixed = client.post("/preview", form_data(consumers="3"), headers={"HX-Request": "true"})
