@@ -152,6 +152,10 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# Every rate limit (advisor.ratelimit) is multiplied by this; benchmarks raise it,
+# 0 turns limits off. Limits hold across processes when the cache is Redis.
+RATE_LIMIT_SCALE = float(env_str("RATE_LIMIT_SCALE", "1") or "1")
+
 # Probes refuse private and loopback targets unless an operator lists the
 # networks here (comma-separated CIDRs). probes.guard reads it at call time.
 PROBE_ALLOWED_NETWORKS = env_str("PROBE_ALLOWED_NETWORKS")

@@ -1,0 +1,110 @@
+"""Rate limits that hold across processes: counters in Django's cache.
+
+One small mechanism for every limit in the product (logins, anonymous
+recommendations, share-token lookups, probe runs per user and per
+destination). Each limit is a fixed window counted with ``cache.add`` and
+``cache.incr``, which Redis does atomically, so several web processes and
+machines share one count when ``REDIS_URL`` is set. The embedded default
+(local-memory cache) counts per process, which is exact for ``make run``'s
+single web process.
+
+``RATE_LIMIT_SCALE`` (a setting, from the environment) multiplies every
+limit: benchmarks raise it instead of changing code; 0 turns limits off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` hits per ``window_s`` seconds for one key."""
+
+    name: str
+    count: int
+    window_s: int
+
+
+class RateLimited(Exception):
+    """Raised by :func:`check`; ``retry_after`` is whole seconds until the window ends."""
+
+    def __init__(self, limit: Limit, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"{limit.name}: too many requests; retry after {retry_after} s")
+
+
+def _scale() -> float:
+    return float(getattr(settings, "RATE_LIMIT_SCALE", 1.0))
+
+
+def _key(limit: Limit, subject: str, window: int) -> str:
+    # Subjects are user ids, addresses or token hashes; hashed so no raw token or
+    # address ends up as a cache key, and keys stay short.
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"rl:{limit.name}:{digest}:{window}"
+
+
+def hit(limit: Limit, subject: str, *, now: float | None = None) -> int | None:
+    """Count one hit; return the seconds to wait when it is over the limit, else None.
+
+    A cache that fails (down, hung past its timeout) lets the request through and
+    logs it: a limit must not take the site down with the cache.
+    """
+    scale = _scale()
+    if scale <= 0:
+        return None
+    allowed = max(1, math.floor(limit.count * scale))
+    now = time.time() if now is None else now
+    window = int(now // limit.window_s)
+    key = _key(limit, subject, window)
+    try:
+        # add() creates the counter only if absent, so concurrent first hits agree.
+        cache.add(key, 0, timeout=limit.window_s + 1)
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr: this hit starts the window
+        cache.set(key, 1, timeout=limit.window_s + 1)
+        count = 1
+    except Exception:  # any cache failure: fail open, loudly
+        log.warning("rate limit %s not counted: the cache failed", limit.name, exc_info=True)
+        return None
+    if count <= allowed:
+        return None
+    return max(1, math.ceil((window + 1) * limit.window_s - now))
+
+
+def check(limit: Limit, subject: str) -> None:
+    """:func:`hit`, raising :class:`RateLimited` when over the limit."""
+    retry_after = hit(limit, subject)
+    if retry_after is not None:
+        raise RateLimited(limit, retry_after)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address a request came from. Behind a proxy, the proxy must set REMOTE_ADDR
+    (gunicorn's --forwarded-allow-ips with a trusted proxy); a client-supplied
+    X-Forwarded-For is never believed here."""
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def too_many_requests(exc: RateLimited, *, json: bool = False) -> HttpResponse:
+    """A 429 answer with ``Retry-After``, as JSON for the API or plain text for pages."""
+    message = f"Too many requests: try again in {exc.retry_after} s."
+    response: HttpResponse
+    if json:
+        response = JsonResponse({"detail": message, "retry_after": exc.retry_after}, status=429)
+    else:
+        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(exc.retry_after)
+    return response
