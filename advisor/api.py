@@ -1,4 +1,4 @@
-"""The JSON API (``shared/usecase-v1.md`` section 5), served by django-ninja at ``/api/``.
+"""The JSON API (``docs/usecase.md`` section 5), served by django-ninja at ``/api/``.
 
 ``POST /api/recommendations`` takes a use-case document and answers 201 with the
 ``advise`` JSON plus ``id`` and ``share_url``; ``GET /api/recommendations/{token}``
@@ -115,7 +115,7 @@ api = SwitchboardAPI(
     version="1",
     description=(
         "Recommend how two servers should talk. Send a use-case document "
-        "(shared/usecase-v1.md section 1) to `POST /api/recommendations`; the answer "
+        "(docs/usecase.md section 1) to `POST /api/recommendations`; the answer "
         "ranks all eleven methods and carries a share link that opens without login."
     ),
     urls_namespace="api",

@@ -1,4 +1,4 @@
-"""The types every probe shares (``shared/usecase-v1.md`` section 4).
+"""The types every probe shares (``docs/usecase.md`` section 4).
 
 One signature for all protocols, as in blackbox_exporter::
 

@@ -20,7 +20,7 @@ on the client's list that the server also lists), and the host key itself is
 the one the server proved it owns during the key exchange; its fingerprint is
 SHA256 in ``ssh-keygen -l`` form.
 
-Phases (``shared/usecase-v1.md`` section 4 names dns, connect, tls, ttfb,
+Phases (``docs/usecase.md`` section 4 names dns, connect, tls, ttfb,
 transfer):
 
 - ``connect``: the TCP handshake to ``target.address``.

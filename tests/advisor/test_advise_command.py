@@ -12,7 +12,7 @@ import pytest
 from advisor.knowledge import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT.parent / "shared" / "scenarios"
+SCENARIOS = ROOT / "tests" / "scenarios"
 
 
 def advise(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

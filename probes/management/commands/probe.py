@@ -1,6 +1,6 @@
 """``python manage.py probe URL``: probe one target now and print the result.
 
-The interface is section 4 of ``shared/usecase-v1.md``. Exit codes: 0 the
+The interface is section 4 of ``docs/usecase.md``. Exit codes: 0 the
 target answered (at least one sample succeeded), 1 it did not (refused, timed
 out, wrong protocol, name not resolved), 2 the input is invalid or the target
 is not allowed. The reason for 1 and 2 goes to standard error, without a
