@@ -73,8 +73,11 @@ def test_the_web_app_on_a_real_postgresql(postgresql_port: int, tmp_path: Path) 
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env = {
         **clean,
-        # pytest-django creates and drops its own test_switchboard_pg database.
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{postgresql_port}/switchboard_pg",
+        # pytest-django creates and drops its own test_<name> database; the name is this
+        # run's own, so two checkouts testing at once on one server do not collide.
+        "DATABASE_URL": (
+            f"postgres://postgres@127.0.0.1:{postgresql_port}/switchboard_pg_{os.getpid()}"
+        ),
         "SWITCHBOARD_VAR_DIR": str(tmp_path),
     }
     done = subprocess.run(
