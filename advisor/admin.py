@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from advisor.models import Decision, ShareLink
+from advisor.models import ApiToken, Decision, ShareLink
 
 
 class ShareLinkInline(admin.TabularInline):
@@ -50,6 +50,19 @@ class ShareLinkAdmin(admin.ModelAdmin):
     # A link keeps pointing at the decision it was made for: moving it would show
     # someone else's recommendation to whoever holds the token.
     readonly_fields = ("decision", "token_hash", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("created_at", "revoked_at")
+    raw_id_fields = ("user",)
+    # Tokens are made by `manage.py create_api_token`, which alone sees the token;
+    # the admin can only revoke one.
+    readonly_fields = ("user", "token_hash", "created_at", "last_used_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -30,7 +30,7 @@ from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
 from ninja.utils import check_csrf
 
-from advisor import selectors, services
+from advisor import apitokens, selectors, services
 from advisor.engine import Recommendation
 from advisor.models import Decision
 from advisor.usecase import UseCase, UseCaseError, parse_usecase
@@ -173,7 +173,10 @@ def _json_body(request: HttpRequest) -> Any:
 
 
 def _owner(request: HttpRequest) -> User | None:
-    """Who owns the new decision: the session's user, or nobody.
+    """Who owns the new decision: the bearer token's user, the session's user, or nobody.
+
+    A bearer token (``manage.py create_api_token``) names its user and needs no
+    CSRF token: no browser sends it by itself. An invalid one is a 401.
 
     The endpoint is CSRF-exempt for anonymous callers: it is meant for servers
     and scripts, and an anonymous recommendation changes nothing that belongs
@@ -181,8 +184,13 @@ def _owner(request: HttpRequest) -> User | None:
     in that user's "My decisions", so, as for any cookie-authenticated write,
     it must prove it comes from our own pages with the CSRF token.
     """
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    try:
+        user, by_token = apitokens.request_user(request)
+    except apitokens.InvalidToken as exc:
+        raise HttpError(401, str(exc)) from None
+    if by_token:
+        return user if isinstance(user, User) else None
+    if not user.is_authenticated:
         return None
     if check_csrf(request) is not None:
         raise HttpError(
@@ -190,7 +198,7 @@ def _owner(request: HttpRequest) -> User | None:
             "CSRF check failed: a request made with a logged-in session must send the "
             "X-CSRFToken header (callers without a session need none)",
         )
-    return user
+    return user if isinstance(user, User) else None
 
 
 def _invalid(errors: dict[str, str]) -> dict[str, Any]:
@@ -211,6 +219,7 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     response={
         201: RecommendationOut,
         400: ErrorOut,
+        401: ErrorOut,
         403: ErrorOut,
         413: ErrorOut,
         415: ErrorOut,
@@ -296,3 +305,9 @@ def _out(request: HttpRequest, decision: Decision, token: str) -> dict[str, Any]
         "id": decision.pk,
         "share_url": request.build_absolute_uri(services.share_url(token)),
     }
+
+
+# Probe runs (section 6) live with the probes; their router is mounted here.
+from probes.api import router as probe_runs_router  # noqa: E402
+
+api.add_router("/probe-runs", probe_runs_router)

@@ -81,3 +81,27 @@ class ShareLink(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API (``manage.py create_api_token USERNAME``).
+
+    Only the SHA-256 of the token is kept, like a share link's: the token is
+    printed once when it is made and cannot be shown again.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    token_hash = models.CharField(
+        max_length=64, unique=True, help_text="SHA-256 (hex) of the token; the token is not kept."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"API token {self.pk} of {self.user}"

@@ -89,6 +89,18 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat write to one file at once. WAL lets readers run beside
+    # the writer; IMMEDIATE takes the write lock at BEGIN, so a transaction that
+    # reads then writes waits for the lock (up to the timeout) instead of failing
+    # at once with "database is locked" when it tries to upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
@@ -117,6 +129,9 @@ else:
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
+        # The transport polls its folder; the default second would add up to
+        # a second to every job's start.
+        "polling_interval": 0.1,
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -125,6 +140,43 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "probes")
+# No result backend: tasks write what they measured to the database.
+CELERY_RESULT_BACKEND = None
+# A broker that restarts must not stop the workers: reconnect, for as long as it takes.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_SEND_TASK_EVENTS = False
+# Remote control needs a fanout exchange, which kombu's filesystem transport has not.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = env_bool("CELERY_REMOTE_CONTROL", default=bool(REDIS_URL))
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Probe runs (probes/): every worker also consumes the sweep queue, where beat sends
+# the sweeper that requeues or fails jobs whose worker was lost.
+PROBE_SWEEP_QUEUE = env_str("PROBE_SWEEP_QUEUE", "switchboard.sweep")
+PROBE_SWEEP_EVERY_S = float(env_str("PROBE_SWEEP_EVERY_S", "2") or "2")
+# A worker writes its vantage points' heartbeat this often; one silent for
+# PROBE_STALE_AFTER_S is shown stale.
+PROBE_HEARTBEAT_S = float(env_str("PROBE_HEARTBEAT_S", "2") or "2")
+PROBE_STALE_AFTER_S = float(env_str("PROBE_STALE_AFTER_S", "10") or "10")
+# A running job writes its progress (and so a heartbeat) at least every second; one
+# silent for PROBE_JOB_LOST_AFTER_S lost its worker and is requeued (or failed
+# after PROBE_MAX_ATTEMPTS claims).
+PROBE_JOB_LOST_AFTER_S = float(env_str("PROBE_JOB_LOST_AFTER_S", "8") or "8")
+PROBE_MAX_ATTEMPTS = 3
+# A queued job is sent again when no worker claimed it this long after it was sent
+# (the broker may have lost the message); a second delivery is harmless.
+PROBE_RESEND_AFTER_S = float(env_str("PROBE_RESEND_AFTER_S", "15") or "15")
+# A queued job no worker claims within this long fails, saying its vantage point
+# has no worker.
+PROBE_QUEUE_WAIT_S = float(env_str("PROBE_QUEUE_WAIT_S", "600") or "600")
+CELERY_BEAT_SCHEDULE = {
+    "probes-sweep": {
+        "task": "probes.sweep",
+        "schedule": PROBE_SWEEP_EVERY_S,
+        # A sweep nobody ran in time is worthless: the next one is already due.
+        "options": {"queue": PROBE_SWEEP_QUEUE, "expires": 4 * PROBE_SWEEP_EVERY_S},
+    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from advisor import api, health, views
 
@@ -26,4 +26,6 @@ urlpatterns = [
     path("accounts/signup", views.signup, name="signup"),
     path("accounts/login", views.SwitchboardLoginView.as_view(), name="login"),
     path("accounts/logout", auth_views.LogoutView.as_view(), name="logout"),
+    # Probe runs: the decision page's panel, run pages and their progress fragment.
+    path("", include("probes.urls")),
 ]

@@ -28,6 +28,7 @@ from advisor.forms import GROUPS, QUESTIONS, ExpiryForm, UseCaseForm, usecase_in
 from advisor.knowledge import KNOWLEDGE, describe
 from advisor.madr import answer_text, decision_to_madr, distinct_flips
 from advisor.models import Decision, ShareLink
+from probes.madr import evidence_markdown
 
 # Decisions an anonymous visitor made, by id, so they can reopen them and keep
 # them when they sign up. Ids only: the share tokens are never put in the session.
@@ -375,9 +376,9 @@ def share_page(request: HttpRequest, share: ShareLink, token: str) -> HttpRespon
 
 @share_view
 def share_madr(request: HttpRequest, share: ShareLink, token: str) -> HttpResponse:
-    response = HttpResponse(
-        decision_to_madr(share.decision), content_type="text/markdown; charset=utf-8"
-    )
+    # The record, then the evidence of the decision's probe runs (probes.madr).
+    record = decision_to_madr(share.decision) + evidence_markdown(share.decision)
+    response = HttpResponse(record, content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="decision.md"'
     return response
 

@@ -1,0 +1,108 @@
+"""The probe runs of a decision as a Markdown section for its decision record (MADR).
+
+Appended to ``advisor.madr.decision_to_madr`` by the share page's export: for
+each ended run, what was measured from where and when, what the evidence
+changed, and the advice before and after it. Target URLs are what a person
+typed: they are shown masked, in code spans, with anything that could break
+the Markdown layout or pass as HTML removed.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from advisor.models import Decision
+from probes import selectors
+
+
+def _text(value: Any) -> str:
+    return html.escape(" ".join(str(value).split()), quote=False)
+
+
+def _cell(value: Any) -> str:
+    return _text(value).replace("|", "\\|")
+
+
+def _code(value: Any) -> str:
+    # A code span cannot hold its own delimiter: backticks become quotes.
+    return "`" + " ".join(str(value).split()).replace("`", "'").replace("|", "\\|") + "`"
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
+def _label(item: dict[str, Any]) -> str:
+    return _text(item.get("label") or item.get("method") or "?")
+
+
+def evidence_markdown(decision: Decision, limit: int = 5) -> str:
+    """The "Evidence" section; "" when no run on the decision has ended."""
+    runs = list(selectors.runs_ended_for_decision(decision=decision)[:limit])
+    if not runs:
+        return ""
+    out = [
+        "",
+        "## Evidence from probe runs",
+        "",
+        "The decision above is as it was made. Probe runs measured the candidates on the "
+        "servers since; each says what its measurements changed.",
+    ]
+    for run in runs:
+        when = f"{run.finished_at:%Y-%m-%d %H:%M} UTC" if run.finished_at else "unknown time"
+        points = ", ".join(_text(p) for p in run.vantage_points)
+        out += ["", f"### Run {run.pk}: {when}, from {points}", ""]
+        out += [
+            "| Target | For | From | Result | p50 ms | p95 ms | p99 ms | loss |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for result in selectors.run_results(run):
+            raw = result.get("latency_ms")
+            latency = raw if isinstance(raw, dict) else {}
+            outcome = "answered" if result.get("ok") else _cell(result.get("error") or "no answer")
+            loss = result.get("loss")
+            loss_text = f"{loss * 100:.1f}%" if isinstance(loss, int | float) else "–"
+            out.append(
+                f"| {_code(result.get('target', ''))} | {_cell(result.get('method', ''))} "
+                f"| {_cell(result.get('vantage_point', ''))} | {outcome} "
+                f"| {_ms(latency.get('p50'))} | {_ms(latency.get('p95'))} "
+                f"| {_ms(latency.get('p99'))} | {loss_text} |"
+            )
+        out += ["", "What the evidence changed:", ""]
+        notes = [n for n in run.evidence or [] if isinstance(n, dict)]
+        if notes:
+            out += [
+                f"* {_text(n.get('text', ''))} (measured at {_code(n.get('target', ''))} "
+                f"from {_text(n.get('vantage_point', ''))})"
+                for n in notes
+            ]
+        else:
+            out.append("* Nothing: the advice is the same with these measurements as without them.")
+        compare = selectors.advice_compare(decision.result, run.advice)
+        if compare:
+            out += [
+                "",
+                "| # | Before | score | With the evidence | score |",
+                "|---|---|---|---|---|",
+            ]
+            for row in compare:
+                before = _cell(row["before_label"]) + (
+                    " (ruled out)" if row["before_excluded"] else ""
+                )
+                after = _cell(row["after_label"]) + (
+                    " (ruled out)" if row["after_excluded"] else ""
+                )
+                out.append(
+                    f"| {row['rank']} | {before} | {_score(row['before_score'])} "
+                    f"| {after} | {_score(row['after_score'])} |"
+                )
+        warnings = selectors.new_warnings(decision.result, run.advice)
+        if warnings:
+            out += ["", "Warnings with the evidence:", ""]
+            out += [f"* {_text(w)}" for w in warnings]
+    return "\n".join(out) + "\n"
+
+
+def _score(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"
