@@ -89,7 +89,7 @@ DATABASES = {
         conn_max_age=60,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
     # Web, worker and beat write to one file at once. WAL lets readers run beside
     # the writer; IMMEDIATE takes the write lock at BEGIN, so a transaction that
     # reads then writes waits for the lock (up to the timeout) instead of failing

@@ -45,7 +45,15 @@ from advisor import ratelimit
 from advisor.models import Decision
 from probes import credentials, evidence, plots
 from probes.base import ProbeConfig, ProbeResult, Sample
-from probes.guard import MASK, GuardError, allowed_networks, check_address, parse_url
+from probes.guard import (
+    MASK,
+    GuardError,
+    ResolveError,
+    allowed_networks,
+    check_address,
+    parse_url,
+    resolve_target,
+)
 from probes.models import ACTIVE, ProbeJob, ProbeJobResult, ProbeRun, Status, VantagePoint
 from probes.registry import target_check
 from probes.runner import refused_result, run_probe
@@ -79,6 +87,9 @@ RUNS_PER_USER = ratelimit.Limit("probe-runs-user", 30, 3600)
 # no one can use it to flood a third party. Hosts inside PROBE_ALLOWED_NETWORKS,
 # the operator's own networks, are exempt.
 JOBS_PER_DESTINATION = ratelimit.Limit("probe-destination", 60, 3600)
+# The same bound on the address a worker is about to connect to, however the
+# host was spelled (many names can point at one victim).
+JOBS_PER_ADDRESS = ratelimit.Limit("probe-address", 60, 3600)
 
 _VANTAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -200,14 +211,15 @@ def _networks() -> list[Any]:
     return allowed_networks()
 
 
+def _in_operators_networks(address: Any) -> bool:
+    """An address inside PROBE_ALLOWED_NETWORKS is in the operator's own networks."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in _networks())
+
+
 def _operators_own(checked: _Checked) -> bool:
-    """A literal address inside PROBE_ALLOWED_NETWORKS is the operator's own network."""
-    literal = checked.literal
-    if literal is None:
-        return False
-    if isinstance(literal, ipaddress.IPv6Address) and literal.ipv4_mapped is not None:
-        literal = literal.ipv4_mapped
-    return any(literal.version == net.version and literal in net for net in _networks())
+    return checked.literal is not None and _in_operators_networks(checked.literal)
 
 
 def _vantage_points(names: Any, errors: dict[str, str]) -> list[str]:
@@ -503,6 +515,31 @@ async def probe_async(url: str, config: ProbeConfig, on_sample: Any = None) -> P
         return refused_result(url, str(exc))
 
 
+def resolved_address(url: str, timeout_s: float) -> Any:
+    """The address the probe will connect to, resolved and checked as the guard does;
+    None when it does not resolve or is refused (the probe then reports why)."""
+    try:
+        target = asyncio.run(resolve_target(url, timeout_s=timeout_s))
+    except (GuardError, ResolveError):
+        return None
+    return ipaddress.ip_address(target.address)
+
+
+def _address_limited(url: str, timeout_s: float) -> str | None:
+    """Why this job may not probe its address now, or None: the per-address bound."""
+    address = resolved_address(url, timeout_s)
+    if address is None or _in_operators_networks(address):
+        return None
+    retry_after = ratelimit.hit(JOBS_PER_ADDRESS, str(address))
+    if retry_after is None:
+        return None
+    return (
+        f"{address} has received its share of probes from this Switchboard "
+        f"({JOBS_PER_ADDRESS.count} jobs an hour from all users together); "
+        f"try again in {retry_after} s"
+    )
+
+
 def job_execute(*, job_id: int, worker: str) -> str:
     """Claim the job, probe its target, store the result; what happened, in a word.
 
@@ -518,6 +555,10 @@ def job_execute(*, job_id: int, worker: str) -> str:
         url = credentials.unseal(job.secret_url) if job.secret_url else job.url
     except credentials.CredentialsLost as exc:
         job_fail(job_id=job_id, attempt=attempt, reason=str(exc))
+        return "failed"
+    refused = _address_limited(url, run.timeout_s)
+    if refused is not None:
+        job_fail(job_id=job_id, attempt=attempt, reason=refused)
         return "failed"
     config = ProbeConfig(
         count=run.count,
@@ -658,7 +699,7 @@ def jobs_sweep(*, now: datetime | None = None) -> dict[str, int]:
             resend.append(job.pk)
             counts["resent"] += 1
     if resend:
-        jobs_send(resend)
+        transaction.on_commit(lambda: jobs_send(resend), robust=True)
 
     # A run whose last job ended while its process died before ending the run.
     for run_id in (

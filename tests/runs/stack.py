@@ -71,8 +71,10 @@ class Stack:
         self.database = folder / "switchboard.sqlite3"
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.web_url = ""
+        # The stack's own SQLite file, whatever database the caller's environment names.
+        inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         self.env = {
-            **os.environ,
+            **inherited,
             "DJANGO_SETTINGS_MODULE": "advisor.settings",
             "SWITCHBOARD_VAR_DIR": str(folder),
             "DJANGO_SECRET_KEY": SECRET,
