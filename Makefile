@@ -23,9 +23,14 @@ install: $(STAMP)
 	@$(BIN)/python manage.py migrate --noinput -v 0
 	@$(BIN)/python manage.py collectstatic --noinput -v 0
 
+# make run is a developer's server: DEBUG on for itself (production defaults to off),
+# and a probe worker with beat embedded (the sweeper) on the filesystem broker
+# unless REDIS_URL is set.
+run: export DJANGO_DEBUG ?= true
 run: install
-	@echo "Switchboard on http://127.0.0.1:$(PORT)/ with a probe worker beside it (Ctrl-C stops both)"
-	@$(BIN)/celery -A advisor worker -Q probes --loglevel=WARNING --concurrency=2 & worker=$$!; \
+	@echo "Switchboard on http://127.0.0.1:$(PORT)/ with a probe worker and beat beside it (Ctrl-C stops all)"
+	@$(BIN)/celery -A advisor worker -B -Q $${CELERY_DEFAULT_QUEUE:-probes} --loglevel=WARNING --concurrency=4 \
+		--without-mingle --without-gossip & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
