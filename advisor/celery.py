@@ -60,7 +60,7 @@ def _stop_heartbeat(sender: Any = None, **kwargs: Any) -> None:
 @worker_init.connect
 def _preload(**kwargs: Any) -> None:
     # Import what every job needs before the pool forks, so no job pays for it:
-    # each probe module with its client library, the engine and plotly.
+    # each probe module with its client library, and the engine.
     from probes import tasks
 
     tasks.preload()

@@ -88,6 +88,9 @@ class ProbeRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    ending_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a process took on ending it (one does)."
+    )
     reason = models.TextField(blank=True, help_text="Why it failed, or which jobs gave up.")
     # Filled once, when the last job ends.
     measurements = models.JSONField(default=list, help_text="What the engine was given.")

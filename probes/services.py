@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import SecretStr
 
@@ -77,8 +77,11 @@ DEFAULT_TIMEOUT_S = 5.0
 # ends it with a reason, the hard one kills the worker process running it.
 SOFT_MARGIN_S = 10.0
 HARD_MARGIN_S = 20.0
-# How often a running job writes its progress (and so its heartbeat).
-PROGRESS_EVERY_S = 0.25
+# A run's end takes milliseconds; a mark this old belongs to a process that died.
+ENDING_STALE_S = 30.0
+# How often a running job writes its progress (and so its heartbeat); the page
+# polls every second.
+PROGRESS_EVERY_S = 0.5
 
 # A user starts at most this many runs an hour.
 RUNS_PER_USER = ratelimit.Limit("probe-runs-user", 30, 3600)
@@ -358,14 +361,17 @@ def jobs_send(job_ids: Iterable[int]) -> None:
     from probes.tasks import probe_job_run
 
     jobs = ProbeJob.objects.filter(id__in=list(job_ids)).select_related("run")
-    for job in jobs:
-        soft, hard = time_limits(job.run)
-        probe_job_run.apply_async(
-            args=(job.pk,),
-            queue=job.vantage_point,
-            soft_time_limit=math.ceil(soft),
-            time_limit=math.ceil(hard),
-        )
+    # One broker connection for all of them.
+    with probe_job_run.app.producer_or_acquire() as producer:
+        for job in jobs:
+            soft, hard = time_limits(job.run)
+            probe_job_run.apply_async(
+                args=(job.pk,),
+                queue=job.vantage_point,
+                soft_time_limit=math.ceil(soft),
+                time_limit=math.ceil(hard),
+                producer=producer,
+            )
 
 
 # --- a worker's side of a job --------------------------------------------------------
@@ -373,28 +379,41 @@ def jobs_send(job_ids: Iterable[int]) -> None:
 
 def job_claim(*, job_id: int, worker: str) -> int | None:
     """Take a queued job for this worker; its attempt number, or None when it is not
-    queued (a second delivery, or a job that already ended)."""
+    queued (a second delivery, or a job that already ended).
+
+    One conditional UPDATE, naming the state and attempt count it read: of two
+    deliveries racing, exactly one matches. A second delivery of a job already
+    taken is answered from a read, without waiting for the write lock.
+    """
+    claimed = _claim(job_id=job_id, worker=worker)
+    return claimed[1] if claimed is not None else None
+
+
+def _claim(*, job_id: int, worker: str) -> tuple[ProbeJob, int] | None:
     job = ProbeJob.objects.filter(id=job_id).select_related("run").first()
-    if job is None:
+    if job is None or job.status != Status.QUEUED:
         return None
     _soft, hard = time_limits(job.run)
     now = timezone.now()
-    with transaction.atomic():
-        claimed = ProbeJob.objects.filter(id=job_id, status=Status.QUEUED).update(
-            status=Status.RUNNING,
-            attempts=F("attempts") + 1,
-            claimed_at=now,
-            heartbeat_at=now,
-            deadline=now + timedelta(seconds=hard + settings.PROBE_JOB_LOST_AFTER_S),
-            worker=worker[:255],
-            samples_done=0,
-        )
-        if claimed != 1:
-            return None
+    attempt = job.attempts + 1
+    claimed = ProbeJob.objects.filter(
+        id=job_id, status=Status.QUEUED, attempts=job.attempts
+    ).update(
+        status=Status.RUNNING,
+        attempts=attempt,
+        claimed_at=now,
+        heartbeat_at=now,
+        deadline=now + timedelta(seconds=hard + settings.PROBE_JOB_LOST_AFTER_S),
+        worker=worker[:255],
+        samples_done=0,
+    )
+    if claimed != 1:
+        return None
+    if job.run.status == Status.QUEUED:
         ProbeRun.objects.filter(id=job.run_id, status=Status.QUEUED).update(
             status=Status.RUNNING, started_at=now
         )
-        return int(ProbeJob.objects.values_list("attempts", flat=True).get(id=job_id))
+    return job, attempt
 
 
 def job_progress(*, job_id: int, attempt: int, samples_done: int) -> bool:
@@ -406,7 +425,12 @@ def job_progress(*, job_id: int, attempt: int, samples_done: int) -> bool:
 
 
 def job_complete(
-    *, job_id: int, attempt: int, result: dict[str, Any], series: list[list[Any]]
+    *,
+    job_id: int,
+    attempt: int,
+    result: dict[str, Any],
+    series: list[list[Any]],
+    run_id: int | None = None,
 ) -> bool:
     """End the job with what it measured, in one transaction; False when this claim
     lost the job meanwhile (its work is then discarded, never stored twice)."""
@@ -433,7 +457,8 @@ def job_complete(
             )
     except IntegrityError:  # a result exists already: the first one stands
         return False
-    run_id = ProbeJob.objects.values_list("run_id", flat=True).get(id=job_id)
+    if run_id is None:
+        run_id = ProbeJob.objects.values_list("run_id", flat=True).get(id=job_id)
     run_finish_if_complete(run_id=run_id)
     return True
 
@@ -474,7 +499,8 @@ class _Progress(threading.Thread):
         self.task: asyncio.Task[Any] | None = None
 
     def run(self) -> None:
-        written = -1
+        # A job that ends within the first period never writes here: its result
+        # (with its sample count) is written next, and a quick job stays quick.
         try:
             while not self.stopping.wait(PROGRESS_EVERY_S):
                 done = len(self.series)
@@ -482,11 +508,6 @@ class _Progress(threading.Thread):
                     self.lost = True
                     self._cancel_probe()
                     return
-                written = done
-            if len(self.series) != written:
-                job_progress(
-                    job_id=self.job_id, attempt=self.attempt, samples_done=len(self.series)
-                )
         except Exception:
             # A database hiccup must not end the probe; the sweeper notices a job
             # whose heartbeat really stopped.
@@ -527,6 +548,8 @@ def resolved_address(url: str, timeout_s: float) -> Any:
 
 def _address_limited(url: str, timeout_s: float) -> str | None:
     """Why this job may not probe its address now, or None: the per-address bound."""
+    if float(getattr(settings, "RATE_LIMIT_SCALE", 1.0)) <= 0:
+        return None  # limits are off: no need to resolve the name first
     address = resolved_address(url, timeout_s)
     if address is None or _in_operators_networks(address):
         return None
@@ -546,10 +569,11 @@ def job_execute(*, job_id: int, worker: str) -> str:
     Runs in a worker process: the probe's event loop in this thread, progress
     in another (:class:`_Progress`).
     """
-    attempt = job_claim(job_id=job_id, worker=worker)
-    if attempt is None:
+    begun = time.perf_counter()
+    claimed = _claim(job_id=job_id, worker=worker)
+    if claimed is None:
         return "not claimed"
-    job = ProbeJob.objects.select_related("run").get(id=job_id)
+    job, attempt = claimed
     run = job.run
     try:
         url = credentials.unseal(job.secret_url) if job.secret_url else job.url
@@ -585,6 +609,7 @@ def job_execute(*, job_id: int, worker: str) -> str:
         progress.task = asyncio.current_task()
         return await probe_async(url, config, on_sample)
 
+    probing = time.perf_counter()
     try:
         result = asyncio.run(probe())
     except asyncio.CancelledError:
@@ -593,8 +618,21 @@ def job_execute(*, job_id: int, worker: str) -> str:
         progress.stop()
     if progress.lost:
         return "taken back"
+    probed = time.perf_counter()
     stored = job_complete(
-        job_id=job_id, attempt=attempt, result=result.model_dump(mode="json"), series=series
+        job_id=job_id,
+        attempt=attempt,
+        result=result.model_dump(mode="json"),
+        series=series,
+        run_id=job.run_id,
+    )
+    logger.info(
+        "job %s (attempt %s): ready to probe in %.0f ms, probed in %.0f ms, stored in %.0f ms",
+        job_id,
+        attempt,
+        (probing - begun) * 1000,
+        (probed - probing) * 1000,
+        (time.perf_counter() - probed) * 1000,
     )
     return "done" if stored else "taken back"
 
@@ -604,15 +642,29 @@ def job_execute(*, job_id: int, worker: str) -> str:
 
 def run_finish_if_complete(*, run_id: int) -> bool:
     """End the run when none of its jobs is active: evidence, advice and charts, once."""
-    run = ProbeRun.objects.select_related("decision").filter(id=run_id).first()
-    if run is None or run.ended:
+    # Every job's end asks; all but the last are answered by this one cheap query.
+    if ProbeJob.objects.filter(run_id=run_id, status__in=ACTIVE).exists():
         return False
-    if run.jobs.filter(status__in=ACTIVE).exists():
+    # Jobs ending together all get here; the one that marks the run ends it. A mark
+    # older than ENDING_STALE_S is a process that died on the way: taken over.
+    now = timezone.now()
+    taken = (
+        ProbeRun.objects.filter(id=run_id, status__in=ACTIVE)
+        .filter(
+            Q(ending_at__isnull=True) | Q(ending_at__lt=now - timedelta(seconds=ENDING_STALE_S))
+        )
+        .update(ending_at=now)
+    )
+    if taken != 1:
         return False
+    run = ProbeRun.objects.select_related("decision").get(id=run_id)
+    started = time.perf_counter()
     jobs = list(run.jobs.select_related("outcome").order_by("vantage_point", "position"))
     measurements = evidence.measurements_of(jobs)
     advice, notes = evidence.advise(run.decision.usecase, measurements)
+    advised = time.perf_counter()
     charts = plots.run_charts(jobs)
+    drawn = time.perf_counter()
     gave_up = [job for job in jobs if job.status == Status.FAILED]
     status = Status.DONE if len(gave_up) < len(jobs) else Status.FAILED
     reason = ""
@@ -622,7 +674,7 @@ def run_finish_if_complete(*, run_id: int) -> bool:
             f"{len(gave_up)} of {len(jobs)} jobs gave up; the first, {first.url} from "
             f"{first.vantage_point}: {first.reason}"
         )
-    ended = ProbeRun.objects.filter(id=run_id, status__in=ACTIVE).update(
+    ended = ProbeRun.objects.filter(id=run_id, status__in=ACTIVE, ending_at=now).update(
         status=status,
         finished_at=timezone.now(),
         reason=reason,
@@ -630,6 +682,14 @@ def run_finish_if_complete(*, run_id: int) -> bool:
         evidence=notes,
         advice=advice,
         charts=charts,
+    )
+    logger.info(
+        "run %s ended (%s): advice in %.0f ms, charts in %.0f ms, stored in %.0f ms",
+        run_id,
+        status,
+        (advised - started) * 1000,
+        (drawn - advised) * 1000,
+        (time.perf_counter() - drawn) * 1000,
     )
     return ended == 1
 

@@ -163,6 +163,11 @@ def method_for(
     among those the scheme can stand for.
     """
     candidates = SCHEME_METHODS.get(scheme, ("tcp",))
+    if "rpc" in candidates and scheme in ("http", "https"):
+        # A plain HTTP URL tests RPC only where the decision's RPC is JSON-RPC.
+        rpc = next((m for m in ranking if m.get("method") == "rpc"), None)
+        if rpc is None or rpc.get("implementation") != "json_rpc":
+            candidates = tuple(c for c in candidates if c != "rpc")
     if wanted in candidates:
         method = str(wanted)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import shared_task
@@ -116,16 +117,19 @@ def heartbeat_stop() -> None:
 
 
 def preload() -> None:
-    """Import every probe module, the engine and plotly (a worker does it before forking)."""
+    """Import every probe module and warm the engine up (a worker does it before forking)."""
     import importlib
 
-    import plotly.graph_objects  # noqa: F401
-
-    from advisor import engine  # noqa: F401
+    from advisor import engine
+    from advisor.usecase import parse_usecase
     from probes.registry import REGISTRY
+
+    started = time.perf_counter()
+    engine.recommend_json(parse_usecase({"interaction": "request_response"}))
 
     for module in sorted({entry.module for entry in REGISTRY.values()}):
         try:
             importlib.import_module(module)
         except ImportError:
             logger.warning("probe module %s cannot be imported", module, exc_info=True)
+    logger.info("probe modules and engine ready in %.0f ms", (time.perf_counter() - started) * 1000)

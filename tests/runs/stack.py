@@ -127,17 +127,29 @@ class Stack:
         """Migrate the stack's database, or copy an already migrated one (faster)."""
         if template is None:
             self.manage("migrate", "--noinput", "-v", "0")
-            with contextlib.closing(sqlite3.connect(self.database)) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self.database.exists():  # SQLite (not a DATABASE_URL the caller gave)
+                with contextlib.closing(sqlite3.connect(self.database)) as db:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return
         shutil.copyfile(template, self.database)
 
-    def web(self) -> str:
+    def web(self, *, gunicorn: bool = False) -> str:
+        """Django's runserver (static files and all), or gunicorn as in production."""
         port = free_port()
-        self._start(
-            "web",
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        )
+        if gunicorn:
+            argv = [
+                str(BIN / "gunicorn"),
+                "advisor.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ]
+        else:
+            argv = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+        self._start("web", argv)
         self.web_url = f"http://127.0.0.1:{port}"
 
         def up() -> bool:
@@ -260,6 +272,13 @@ class Stack:
     # --- the database, read directly --------------------------------------------
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read the stack's database directly (``?`` placeholders), SQLite or PostgreSQL."""
+        url = self.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as connection:
+                return list(connection.execute(query.replace("?", "%s"), params).fetchall())
         with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
             return list(db.execute(query, params).fetchall())
 
@@ -267,8 +286,10 @@ class Stack:
         rows = self.sql("SELECT last_seen FROM probes_vantagepoint WHERE name = ?", name)
         if not rows:
             return False
+        value = rows[0][0]
         # Django keeps SQLite datetimes as UTC text without an offset.
-        seen = datetime.fromisoformat(str(rows[0][0])).replace(tzinfo=UTC)
+        seen = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        seen = seen if seen.tzinfo else seen.replace(tzinfo=UTC)
         return seen.timestamp() >= since - 1
 
     # --- users and the API ---------------------------------------------------------

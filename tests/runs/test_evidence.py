@@ -141,8 +141,10 @@ def test_hosts_are_typed_once_and_checked() -> None:
 
 
 def test_a_url_names_the_method_the_decision_ranks_highest_among_those_it_can_test() -> None:
-    ranking = [{"method": "rpc"}, {"method": "http"}, {"method": "rest"}]
-    assert targets.method_for("https", ranking) == ("rpc", "json_rpc")
+    ranking = [{"method": "rpc", "implementation": "grpc"}, {"method": "http"}, {"method": "rest"}]
+    assert targets.method_for("https", ranking) == ("http", None)
+    json_rpc = [{"method": "rpc", "implementation": "json_rpc"}, {"method": "rest"}]
+    assert targets.method_for("https", json_rpc) == ("rpc", "json_rpc")
     assert targets.method_for("https", ranking, "rest") == ("rest", None)
     assert targets.method_for("grpc", ranking, "rest") == ("rpc", "grpc")
     assert targets.method_for("mqtt", ranking) == ("message_queue", "mqtt")

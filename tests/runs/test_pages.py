@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import plotly.graph_objects as go
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -253,6 +254,9 @@ def test_charts_are_computed_once_at_the_end_with_the_bundles_trace_types(
     assert [c["id"] for c in run.charts] == ["latency", "phases", "samples"]
     assert plots.trace_types(run.charts) <= plots.ALLOWED_TRACES
     assert plots.trace_types(run.charts) == {"box", "bar", "scatter"}
+    for chart in run.charts:
+        # Written as plain JSON for speed: plotly's own validators must accept them.
+        go.Figure(chart["figure"])
     phases = next(c for c in run.charts if c["id"] == "phases")
     # Only the HTTP-like target has a waterfall; its phases in order.
     assert [t["name"] for t in phases["figure"]["data"]] == ["connect", "ttfb", "transfer"]
