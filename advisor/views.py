@@ -23,10 +23,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
-from advisor import engine, plots, selectors, services
+from advisor import presenting, selectors, services
 from advisor.forms import GROUPS, QUESTIONS, ExpiryForm, UseCaseForm, usecase_initial
 from advisor.knowledge import KNOWLEDGE, describe
-from advisor.madr import answer_text, decision_to_madr, distinct_flips
+from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
 from probes.madr import evidence_markdown
 
@@ -60,33 +60,9 @@ def _claim_session_decisions(request: HttpRequest) -> None:
         services.decision_claim(decision_ids=_session_ids(request), user=request.user)
 
 
-def _page_context(result: dict[str, Any]) -> dict[str, Any]:
+def _page_context(result: Any) -> dict[str, Any]:
     """What the recommendation templates need, from the stored result only."""
-    ranking = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
-    flips = distinct_flips(result)
-    # Each method's "why not" ends with the single changes that would put it first.
-    wins_if: dict[str, list[str]] = {}
-    for flip in flips:
-        wins_if.setdefault(str(flip.get("winner")), []).append(str(flip.get("text", "")))
-    contributions = plots.field_contributions(ranking)
-    ranking_figure, contribution_figure = plots.figures(ranking)
-    return {
-        "result": result,
-        "ranking": ranking,
-        "winner": ranking[0] if ranking else None,
-        "warnings": result.get("warnings") or [],
-        "flips": flips,
-        "method_rows": [
-            {"item": item, "wins_if": wins_if.get(str(item.get("method")), [])} for item in ranking
-        ],
-        "contributions": contributions,
-        "contribution_rows": [
-            {"field": field, "values": values}
-            for field, values in zip(contributions["fields"], contributions["z"], strict=True)
-        ],
-        "contribution_figure": contribution_figure,
-        "ranking_figure": ranking_figure,
-    }
+    return presenting.page_context(result)
 
 
 # --- the questionnaire ---------------------------------------------------------------
@@ -150,14 +126,7 @@ def _preview_context(form: UseCaseForm) -> dict[str, Any]:
         bound = UseCaseForm(_initial_as_data(form.initial))
         return _preview_context(bound)
     if form.is_valid() and form.usecase is not None:
-        # The preview runs on every keystroke (debounced): skip the "what would change"
-        # search, which only the full page shows.
-        result = engine.recommend_json(form.usecase, explain_changes=False)
-        top = [
-            {**item, "best_suited_for": _best_suited_for(item["method"])}
-            for item in result["ranking"][:3]
-        ]
-        return {"top": top, "warnings": result["warnings"], "errors": {}}
+        return presenting.preview_context(form.usecase)
     errors = {
         _label(form, name): " ".join(str(m) for m in messages)
         for name, messages in form.errors.items()
@@ -174,11 +143,6 @@ def _not_yet_answered(form: UseCaseForm) -> set[str]:
     A submitted form still reports it as required, beside the question.
     """
     return set() if form.data.get("interaction") else {"interaction"}
-
-
-def _best_suited_for(method: str) -> str:
-    known = KNOWLEDGE.methods.get(method)
-    return known.best_suited_for if known else ""
 
 
 def _label(form: UseCaseForm, name: str) -> str:

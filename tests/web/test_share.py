@@ -162,6 +162,7 @@ def test_share_page_is_frozen_to_the_stored_result(shared: tuple[Decision, str])
     result = decision.result
     result["ranking"][0]["label"] = "Carrier pigeons"
     result["ranking"][0]["reasons"] = ["pigeons never drop a connection"]
+    result["ranking"][0]["reasons_for"][0]["text"] = "pigeons never drop a connection"
     result["warnings"] = ["frozen on purpose"]
     decision.result = result
     decision.save()
