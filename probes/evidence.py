@@ -137,6 +137,6 @@ def advise(
         # A decision stored under an older contract that no longer validates.
         logger.warning("the decision's use case no longer validates: %s", exc.errors)
         return None, []
-    advice = engine.recommend_json(parsed)
+    advice = engine.recommend_json(parsed, evidence=measurements)
     notes = advice.get("evidence")
     return advice, [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []

@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -46,11 +47,14 @@ from advisor.models import Decision
 from probes import credentials, evidence, plots
 from probes.base import ProbeConfig, ProbeResult, Sample
 from probes.guard import (
+    ENV_ALLOWED,
     MASK,
     GuardError,
+    IPNetwork,
+    NotAllowedError,
     ResolveError,
-    allowed_networks,
     check_address,
+    parse_networks,
     parse_url,
     resolve_target,
 )
@@ -209,9 +213,14 @@ def _check_target(index: int, spec: TargetSpec, ranking: Sequence[Mapping[str, A
     )
 
 
-def _networks() -> list[Any]:
-    """The operator's allowed networks, the one place the guard's policy is read."""
-    return allowed_networks()
+def _networks() -> tuple[IPNetwork, ...]:
+    """The operator's policy, the one place it is read: the environment's
+    PROBE_ALLOWED_NETWORKS when set (even empty), else Django's setting, as for
+    ``manage.py probe``. The guard reads neither: it is handed this."""
+    raw = os.environ.get(ENV_ALLOWED)
+    if raw is None:
+        raw = str(getattr(settings, ENV_ALLOWED, "") or "")
+    return parse_networks(raw)
 
 
 def _in_operators_networks(address: Any) -> bool:
@@ -531,16 +540,18 @@ async def probe_async(url: str, config: ProbeConfig, on_sample: Any = None) -> P
     result that says so, not an error.
     """
     try:
-        return await run_probe(url, config, on_sample=on_sample)
-    except GuardError as exc:
+        return await run_probe(url, config, allowed_networks=_networks(), on_sample=on_sample)
+    except NotAllowedError as exc:
         return refused_result(url, str(exc))
+    except GuardError as exc:  # a URL the protocol can never use
+        return refused_result(url, str(exc), failure="other")
 
 
 def resolved_address(url: str, timeout_s: float) -> Any:
     """The address the probe will connect to, resolved and checked as the guard does;
     None when it does not resolve or is refused (the probe then reports why)."""
     try:
-        target = asyncio.run(resolve_target(url, timeout_s=timeout_s))
+        target = asyncio.run(resolve_target(url, allowed_networks=_networks(), timeout_s=timeout_s))
     except (GuardError, ResolveError):
         return None
     return ipaddress.ip_address(target.address)

@@ -329,14 +329,32 @@ def recommendation(client: httpx.Client, usecase: dict[str, Any] | None = None) 
     return int(response.json()["id"])
 
 
-def wait_run(client: httpx.Client, run_id: int, timeout: float = 120) -> dict[str, Any]:
-    """Poll the run until it has ended; its last answer."""
+def wait_run(
+    client: httpx.Client, run_id: int, timeout: float = 120, stack: Stack | None = None
+) -> dict[str, Any]:
+    """Poll the run until it has ended; its last answer. On a timeout, the failure
+    carries the run's last answer, its jobs and the ends of the stack's logs."""
+    last: dict[str, Any] = {}
 
     def ended() -> dict[str, Any] | None:
         body: dict[str, Any] = client.get(f"/api/probe-runs/{run_id}").json()
+        last.update(body)
         return body if body["status"] in ("done", "failed") else None
 
-    result: dict[str, Any] = wait_for(ended, timeout, f"run {run_id} to end", every=0.1)
+    try:
+        result: dict[str, Any] = wait_for(ended, timeout, f"run {run_id} to end", every=0.1)
+    except TimeoutError as exc:
+        details = [f"last answer: {json.dumps(last)[:2000]}"]
+        if stack is not None:
+            jobs = stack.sql(
+                "SELECT id, status, attempts, worker, sent_at, claimed_at, heartbeat_at, reason "
+                "FROM probes_probejob WHERE run_id = ?",
+                run_id,
+            )
+            details.append(f"jobs: {jobs}")
+            for label, _process in stack.processes:
+                details.append(f"--- {label}.log ---\n{stack.log(label)[-3000:]}")
+        raise TimeoutError(f"{exc}\n" + "\n".join(details)) from None
     return result
 
 

@@ -134,7 +134,12 @@ def test_once_ended_the_answer_has_results_per_target_evidence_and_advice() -> N
     [one] = got["results"]
     assert one["vantage_point"] == services.default_vantage_point()
     assert one["error"] == "connection refused" and one["failure"] == "refused"
-    assert len(got["advice"]["ranking"]) == 11 and isinstance(got["evidence"], list)
+    assert len(got["advice"]["ranking"]) == 11
+    # What the refusal changed, in words, naming the measurement.
+    [note] = got["evidence"]
+    assert note["effect"] in {"ruled_out", "demoted"} and note["method"] == job.method
+    assert "tcp://127.0.0.1:9 refused the connection" in note["text"]
+    assert note["vantage_point"] == services.default_vantage_point()
 
 
 def test_someone_elses_decision_or_run_is_not_found() -> None:

@@ -139,9 +139,15 @@ def test_test_my_servers_from_the_decision_page_to_the_shared_evidence(
         expect(figures.nth(index).locator(".chart .main-svg").first).to_be_visible()
     # The advice with the evidence, beside the advice as decided.
     expect(page.get_by_role("heading", name="What the measurements changed")).to_be_visible()
+    notes = page.locator("ul.evidence-notes li")
+    expect(notes.filter(has_text="wss://127.0.0.1/ refused the connection")).to_have_count(1)
     compare = page.locator("table.advice-compare")
     expect(compare).to_contain_text("The advice before and after the evidence")
     expect(compare.locator("tbody tr")).to_have_count(5)
+    # WebSockets were second as decided; refused here, they are ruled out.
+    expect(compare.locator("tr.changed").first).to_be_visible()
+    expect(compare.locator("tbody tr").nth(1).locator("td").nth(1)).to_have_text("WebSockets")
+    expect(compare.locator("tbody tr").nth(1).locator("td").nth(3)).not_to_have_text("WebSockets")
     screenshot(page, "runs-03-results")
 
     # The share link, in a fresh context: someone without an account sees the evidence.
@@ -156,6 +162,7 @@ def test_test_my_servers_from_the_decision_page_to_the_shared_evidence(
     expect(evidence.locator("table.run-results tbody tr")).to_have_count(5)
     expect(evidence).to_contain_text("connection refused")
     expect(evidence.locator("table.advice-compare")).to_be_visible()
+    expect(evidence.locator("ul.evidence-notes")).to_contain_text("wss://127.0.0.1/ refused")
     expect(evidence.locator(".main-svg").first).to_be_visible()
     screenshot(shared, "runs-04-shared-evidence")
     assert "Test these options" not in shared.content() or "Log in" in shared.content()

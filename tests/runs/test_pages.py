@@ -232,6 +232,10 @@ def test_progress_polls_until_the_run_ends_then_answers_286_with_the_results(
     assert 'data-figure="fig-run-' in html
     assert "What the measurements changed" in html
     assert "The advice before and after the evidence" in html
+    # The certificate expires in 12 days: the engine's caveat, as a note.
+    run.refresh_from_db()
+    assert [n["rule"] for n in run.evidence] == ["certificate-expiring"]
+    assert run.evidence[0]["text"] in html.replace("&#x27;", "'")
     reloaded = client.get(f"/runs/{run.pk}").content.decode()
     assert "hx-trigger" not in reloaded.split('id="run-status"')[1].split(">")[0]
     assert '<meta http-equiv="refresh"' not in reloaded
@@ -288,11 +292,18 @@ def test_the_share_page_and_the_madr_show_the_evidence(decision: Decision, alice
     assert "Evidence: measurements of the servers" in page
     assert "amqp://app:****@127.0.0.1:5672/" in page and "pw-secret" not in page
     assert "connection refused" in page
+    # The engine's evidence rule, in words, with the measurement as its source.
+    assert "refused the connection from probes, so Message queue / broker does not get" in page
     assert "The advice before and after the evidence" in page
     record = anonymous.get(f"/s/{token}/decision.md").content.decode()
     assert "## Evidence from probe runs" in record
     assert "| `amqp://app:****@127.0.0.1:5672/` | message_queue |" in record
     assert "What the evidence changed:" in record and "pw-secret" not in record
+    assert "* Measured: amqp://app:****@127.0.0.1:5672/ refused the connection" in record
+    # Before: the message queue first; with the evidence: ruled out, another first.
+    first_row = next(line for line in record.splitlines() if line.startswith("| 1 |"))
+    assert "Message queue / broker" in first_row.split("|")[2]
+    assert "Message queue / broker" not in first_row.split("|")[4]
 
 
 def test_run_again_offers_the_same_targets_and_asks_for_passwords_again(

@@ -44,7 +44,7 @@ def test_filesystem_broker_end_to_end(tmp_path: Path, http_target: Server) -> No
             decision = recommendation(client)
             target = f"http://127.0.0.1:{http_target.port}/"
             run_id = _post_run(client, decision, [target], count=3, interval=20)
-            run = wait_run(client, run_id, timeout=60)
+            run = wait_run(client, run_id, timeout=120, stack=stack)
         assert run["status"] == "done", run
         [result] = run["results"]
         assert result["ok"] is True and result["samples"] == 3
@@ -89,7 +89,7 @@ def test_the_api_on_redis_with_real_peers(
         first = client.get(f"/api/probe-runs/{run_id}").json()
         assert first["status"] in {"queued", "running", "done"}
         assert set(first) >= {"id", "status", "results", "evidence", "advice"}
-        run = wait_run(client, run_id, timeout=90)
+        run = wait_run(client, run_id, timeout=90, stack=stack)
         text = client.get(f"/api/probe-runs/{run_id}").text
     assert run["status"] == "done", run
     by_target = {r["target"]: r for r in run["results"]}
@@ -142,7 +142,7 @@ def test_a_worker_killed_in_the_middle_of_50_jobs(redis_stack: Stack, http_targe
         killed_during = stack.sql("SELECT id FROM probes_probejob WHERE status = 'running'")
         assert killed_during, "the kill must catch jobs running"
         stack.worker(label="second", concurrency=4)
-        runs = [wait_run(client, run_id, timeout=180) for run_id in run_ids]
+        runs = [wait_run(client, run_id, timeout=180, stack=stack) for run_id in run_ids]
     assert [r["status"] for r in runs] == ["done"] * 5
     assert all(len(r["results"]) == 10 and all(x["ok"] for x in r["results"]) for r in runs)
     jobs, results, distinct = _counts(stack, run_ids)
@@ -185,7 +185,7 @@ def test_a_redis_restart_in_the_middle_of_a_run_loses_nothing(
             assert queued[0][0] >= 4, "the restart must find jobs still waiting"
             redis_server.stop()
             redis_server.start()
-            run = wait_run(client, run_id, timeout=180)
+            run = wait_run(client, run_id, timeout=180, stack=stack)
     assert run["status"] == "done", run
     assert len(run["results"]) == 12 and all(r["ok"] for r in run["results"])
     assert _counts(stack, [run_id]) == (12, 12, 12)
@@ -210,7 +210,7 @@ def test_two_workers_on_two_queues_are_two_vantage_points(
         run_id = _post_run(
             client, decision, targets, count=3, interval=20, vantage_points=[east, west]
         )
-        run = wait_run(client, run_id, timeout=90)
+        run = wait_run(client, run_id, timeout=90, stack=stack)
         assert run["status"] == "done"
         assert sorted((r["vantage_point"], r["target"]) for r in run["results"]) == sorted(
             (point, target) for point in (east, west) for target in targets
