@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 	@mkdir -p var/celery/out var/celery/processed var/celery/control
 	@$(BIN)/python manage.py migrate --noinput -v 0
-	@$(BIN)/python manage.py collectstatic --noinput -v 0
+	@$(BIN)/python manage.py collectstatic --noinput --clear -v 0
 
 run: install
 	@echo "Switchboard on http://127.0.0.1:$(PORT)/ with a probe worker beside it (Ctrl-C stops both)"

@@ -36,6 +36,9 @@ def share_link_get_active(*, token: str) -> ShareLink | None:
     now = timezone.now()
     return (
         ShareLink.objects.select_related("decision")
+        # The big JSON columns stay in the database: a share page is served from the
+        # cached fragment, and whatever needs them loads them (Decision.refresh_from_db).
+        .defer("decision__result", "decision__usecase", "decision__figures")
         .filter(token_hash=token_hash(token), revoked_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .first()
