@@ -215,7 +215,8 @@ def _build_unit_field(name: str) -> forms.Field:
     choices = [(u.symbol, u.symbol) for u in vocabulary.UNITS[kind]]
     return forms.CharField(
         required=False,
-        label=f"Unit for: {QUESTIONS[name].label}",
+        # Its own words, not the question's, so "Peak messages or requests" names one control.
+        label=f"{vocabulary.FIELDS[name].short}: unit",
         initial=vocabulary.BASE_UNIT[kind],
         widget=forms.Select(choices=choices, attrs={"class": "unit"}),
     )

@@ -13,3 +13,10 @@ def empty_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static() -> None:
+    from tests.staticfiles import ensure_collected
+
+    ensure_collected()

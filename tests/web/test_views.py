@@ -97,7 +97,8 @@ def test_form_renders_every_field_with_label_and_described_help(client: Client) 
             assert f'aria-describedby="{field_id}_helptext"' in tag.group(0), name
         if name in QUANTITY_FIELDS:
             # The unit chooser beside the box has a name a screen reader says.
-            assert f'<label for="{field_id}_unit" class="sr-only">Unit for: ' in html, name
+            short = vocabulary.FIELDS[name].short
+            assert f'<label for="{field_id}_unit" class="sr-only">{short}: unit</label>' in html
     # The document format version is the file format's business, not a question.
     assert 'name="version"' not in html
     assert "Document format version" not in html
