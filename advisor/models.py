@@ -30,6 +30,8 @@ class Decision(models.Model):
     result = models.JSONField(help_text="The engine's answer, frozen: contract_json().")
     kb_version = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Any change (a title fixed in the admin) makes new keys for the cached pages.
+    updated_at = models.DateTimeField(auto_now=True)
     # Editing the answers makes a new decision that points at the one it was edited
     # from; the old one and its links stay exactly as they were.
     previous = models.ForeignKey(

@@ -22,6 +22,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import LoginView, redirect_to_login
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -125,9 +126,9 @@ FRAGMENT_TIMEOUT = 7 * 24 * 3600
 
 
 def _decision_key(decision: Decision) -> str:
-    # The creation time too: a test database (or a restored backup) may give a
-    # number that was used before to another decision.
-    return f"{decision.pk}:{decision.revision}:{decision.created_at.timestamp():.6f}"
+    # The time of its last change too: an edit in the admin, or a test database (or a
+    # restored backup) giving a number that was used before to another decision.
+    return f"{decision.pk}:{decision.revision}:{decision.updated_at.timestamp():.6f}"
 
 
 def recommendation_html(decision: Decision) -> str:
@@ -217,7 +218,21 @@ def home(request: HttpRequest) -> HttpResponse:
         example = selectors.example_get(name=example_name)
         if example is None:
             raise Http404("no such example")
-    return _questionnaire(request, None, example=example)
+    if request.user.is_authenticated or set(request.GET) - {"example"}:
+        return _questionnaire(request, None, example=example)
+    # Not logged in, the page is the same for everyone but for the CSRF token: it is
+    # rendered once with a stand-in and each visitor gets their own token put in.
+    key = f"advisor:home:{_TEMPLATES_DIGEST}:{KNOWLEDGE.full_version}:{example_name or ''}"
+    html = cache.get(key)
+    if html is None:
+        page = _questionnaire(request, None, example=example, csrf_token=CSRF_STAND_IN)
+        html = page.content.decode()
+        cache.set(key, html, FRAGMENT_TIMEOUT)
+    return HttpResponse(html.replace(CSRF_STAND_IN, get_token(request)))
+
+
+# Letters only, like a real (masked) token, so it survives the template's escaping.
+CSRF_STAND_IN = "csrfstandin" + "x" * 53
 
 
 def _created(request: HttpRequest, decision: Decision, token: str) -> HttpResponse:
@@ -234,6 +249,7 @@ def _questionnaire(
     example: Any = None,
     mode: Mode = NEW,
     initial: dict[str, Any] | None = None,
+    csrf_token: str | None = None,
 ) -> HttpResponse:
     """The questionnaire page. An unanswered form (blank, an example, a decision's
     answers) is the same HTML for everyone, so its questions and preview are rendered
@@ -245,6 +261,8 @@ def _questionnaire(
         "methods": KNOWLEDGE.methods.items(),
         "kb_version": KNOWLEDGE.full_version,
     }
+    if csrf_token is not None:
+        context["csrf_token"] = csrf_token  # over the context processor's own
     if form is not None:
         context["parts"] = _questionnaire_parts(form)
         context["has_errors"] = bool(form.errors)
@@ -688,7 +706,9 @@ def _share_headers(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def share_view(view: Callable[[HttpRequest, ShareLink, str], HttpResponse]) -> Callable[..., Any]:
+def share_view(
+    view: Callable[[HttpRequest, selectors.LiveShare, str], HttpResponse],
+) -> Callable[..., Any]:
     """GET/HEAD only (405 otherwise), one identical 404 for unknown, revoked and expired
     tokens, and the share headers on every answer, the 404 and the 405 included."""
 
@@ -703,21 +723,45 @@ def share_view(view: Callable[[HttpRequest, ShareLink, str], HttpResponse]) -> C
             )
             response["Allow"] = "GET, HEAD"
             return _share_headers(response)
-        share = selectors.share_link_get_active(token=token)
-        if share is None:
+        live = selectors.share_link_find_live(token=token)
+        if live is None:
             return _share_headers(render(request, "advisor/share_404.html", status=404))
-        return _share_headers(view(request, share, token))
+        return _share_headers(view(request, live, token))
 
     return wrapped
 
 
 @share_view
-def share_page(request: HttpRequest, share: ShareLink, token: str) -> HttpResponse:
-    """The frozen recommendation, read-only, for anyone holding the link."""
-    decision = share.decision
+def share_page(request: HttpRequest, live: selectors.LiveShare, token: str) -> HttpResponse:
+    """The frozen recommendation, read-only, for anyone holding the link.
+
+    For a visitor who is not logged in the whole page depends only on the decision
+    and the token, so it is rendered once and served from the cache afterwards; the
+    link is still checked in the database on every request (revoking works at once).
+    """
+    if request.user.is_authenticated:
+        return _share_page(request, live, token)  # the page names the user: not cached
+    key = ":".join(
+        (
+            "advisor:share",
+            _TEMPLATES_DIGEST,
+            selectors.token_hash(token),  # never the token itself in a cache key
+            str(live.decision_id),
+            str(live.decision_revision),
+            live.decision_updated,
+        )
+    )
+    html = cache.get(key)
+    if html is None:
+        html = _share_page(request, live, token).content.decode()
+        cache.set(key, html, FRAGMENT_TIMEOUT)
+    return HttpResponse(html)
+
+
+def _share_page(request: HttpRequest, live: selectors.LiveShare, token: str) -> HttpResponse:
+    decision = Decision.objects.defer("result", "usecase", "figures").get(pk=live.decision_id)
     context = {
         "decision": decision,
-        "share": share,
         "token": token,
         "recommendation_html": recommendation_html(decision),
     }
@@ -725,20 +769,13 @@ def share_page(request: HttpRequest, share: ShareLink, token: str) -> HttpRespon
 
 
 @share_view
-def share_madr(request: HttpRequest, share: ShareLink, token: str) -> HttpResponse:
-    return _madr(_full(share.decision))
+def share_madr(request: HttpRequest, live: selectors.LiveShare, token: str) -> HttpResponse:
+    return _madr(Decision.objects.get(pk=live.decision_id))
 
 
 @share_view
-def share_json(request: HttpRequest, share: ShareLink, token: str) -> HttpResponse:
-    return _json(_full(share.decision))
-
-
-def _full(decision: Decision) -> Decision:
-    # The share lookup leaves the big JSON columns out; the exports need them.
-    if decision.get_deferred_fields():
-        decision.refresh_from_db()
-    return decision
+def share_json(request: HttpRequest, live: selectors.LiveShare, token: str) -> HttpResponse:
+    return _json(Decision.objects.get(pk=live.decision_id))
 
 
 # --- accounts ------------------------------------------------------------------------
