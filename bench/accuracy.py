@@ -55,6 +55,7 @@ from probes.base import ProbeConfig  # noqa: E402
 from probes.runner import run_probe  # noqa: E402
 
 PYTHON = sys.executable
+LOOPBACK = "127.0.0.0/8"  # the policy for probes of this benchmark's own local servers
 SERVER_MODULE = "tests.probes.servers_http"
 
 
@@ -110,7 +111,7 @@ def curl_ttfb_ms(url: str, extra: Sequence[str] = ()) -> float:
 
 
 async def our_ttfb_ms(url: str) -> float:
-    result = await run_probe(url, ProbeConfig(count=1, timeout_s=5.0))
+    result = await run_probe(url, ProbeConfig(count=1, timeout_s=5.0), allowed_networks=LOOPBACK)
     ttfb = result.phases_ms.get("ttfb")
     if not result.ok or ttfb is None:
         raise RuntimeError(f"probe failed: {result.error}")
@@ -148,7 +149,6 @@ def run_ttfb(rounds: int, delay_ms: int) -> bool:
     import trustme
 
     ok = True
-    os.environ["PROBE_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     with server_process() as (_, port):
         url = f"http://127.0.0.1:{port}/slow?ms={delay_ms}"
         ok &= asyncio.run(compare_ttfb("http", url, [], rounds))

@@ -53,6 +53,7 @@ from probes import tlsinfo
 from probes.base import ProbeConfig, ProbeError, Sample, Target
 
 DEFAULT_CREDENTIALS = ("guest", "guest")
+
 SERVER_FACTS = ("product", "version", "platform", "cluster_name")
 PREVIEW_BYTES = 40
 
@@ -221,9 +222,9 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             succeeded = True
             return Sample(latency_ms=latency, phases_ms=phases, details=details)
     except amqp_errors.ProbableAuthenticationError as exc:
-        raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
+        raise ProbeError(f"authentication failed: {_reply_text(exc)}", failure="other") from None
     except amqp_errors.AuthenticationError as exc:
-        raise ProbeError(f"authentication failed: {_reply_text(exc)}") from None
+        raise ProbeError(f"authentication failed: {_reply_text(exc)}", failure="other") from None
     except (amqp_errors.ProtocolSyntaxError, amqp_errors.AMQPConnectionError, ValueError) as exc:
         if "handshake_ms" not in details:
             raise ProbeError(_handshake_failure(transport.reader, exc)) from None

@@ -16,9 +16,10 @@ which the runner records) when the target did not answer correctly.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr
 
 MAX_COUNT = 1000
 MIN_INTERVAL_MS = 10.0
@@ -30,8 +31,39 @@ THROUGHPUT_READ_CAP_BYTES = 256 * 1024 * 1024
 PHASES: tuple[str, ...] = ("dns", "connect", "tls", "ttfb", "transfer")
 
 
+Failure = Literal["refused", "timeout", "wrong_protocol", "tls", "dns", "not_allowed", "other"]
+"""Why a probe got no answer, machine-readable: the words of ``advisor.evidence.Failure``.
+
+``refused`` nothing listens (TCP RST, ICMP port unreachable); ``timeout`` no
+answer in time; ``wrong_protocol`` something answered, but not this protocol
+(or not correctly); ``tls`` the TLS handshake or the certificate failed;
+``dns`` the name did not resolve; ``not_allowed`` the guard refused the
+address; ``other`` anything else (authentication, a reset, a local error).
+"""
+
+FAILURES: tuple[str, ...] = (
+    "refused",
+    "timeout",
+    "wrong_protocol",
+    "tls",
+    "dns",
+    "not_allowed",
+    "other",
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 class ProbeError(Exception):
-    """The target answered wrongly or not at all; the message says how."""
+    """The target answered wrongly or not at all; the message says how.
+
+    ``failure`` classifies it (see :data:`Failure`): by default the target
+    answered with something that is not the protocol, ``wrong_protocol``.
+    """
+
+    def __init__(self, message: str = "", *, failure: Failure = "wrong_protocol") -> None:
+        super().__init__(message)
+        self.failure: Failure = failure
 
 
 class Target(BaseModel):
@@ -49,6 +81,12 @@ class Target(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     dns_ms: float | None = Field(None, description="Time the single resolution took.")
+    allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        repr=False,
+        exclude=True,
+        description="The policy the guard checked this target with; redirect hops reuse it.",
+    )
 
     @property
     def tls(self) -> bool:
@@ -101,6 +139,7 @@ class Sample(BaseModel):
     transfer_bytes: int = 0
     transfer_s: float | None = None
     error: str | None = None
+    failure: Failure | None = Field(None, description="Why it failed; None when ok.")
     details: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -130,6 +169,42 @@ class ProbeResult(BaseModel):
     throughput_bps: float | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
+    failure: Failure | None = Field(
+        None, description="Why no sample was answered, machine-readable; null when ok."
+    )
 
 
 Outcome = Literal["answered", "failed", "invalid"]
+
+
+# --- Secrets in messages --------------------------------------------------------------
+# Shared by the runner and the protocol modules that quote a server's words.
+
+# A secret this short also occurs in ordinary words: replacing it there would
+# mangle the message and show which letters the password is made of.
+SHORT_SECRET = 4
+WITHHELD = "failed (the error message is withheld: it contains the password)"
+
+
+def scrub(text: str | None, target: Target) -> str | None:
+    """Remove the target's password (or token) from a message that might quote it."""
+    if text is None:
+        return text
+    for secret in target.secrets():
+        if secret not in text:
+            continue
+        if len(secret) < SHORT_SECRET:
+            return WITHHELD
+        text = text.replace(secret, "****")
+    return text
+
+
+def scrub_details(value: Any, target: Target) -> Any:
+    """``details`` with every string scrubbed: servers' texts end up there too."""
+    if isinstance(value, str):
+        return scrub(value, target)
+    if isinstance(value, dict):
+        return {k: scrub_details(v, target) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_details(v, target) for v in value]
+    return value

@@ -56,8 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from probes.base import ProbeConfig, ProbeError, Sample, Target
-from probes.runner import scrub
+from probes.base import ProbeConfig, ProbeError, Sample, Target, scrub
 from probes.tlsinfo import (
     CertificateVerifyError,
     client_context,
@@ -232,7 +231,7 @@ async def _start_tls(
     except ssl.SSLCertVerificationError as exc:
         raise CertificateVerifyError(str(exc.verify_message or exc.reason or exc)) from None
     except ssl.SSLError as exc:
-        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
+        raise ProbeError(f"TLS handshake failed: {exc.reason or exc}", failure="tls") from None
     return (time.perf_counter_ns() - started) / 1e6
 
 
@@ -360,7 +359,7 @@ async def _session(
         if reply.code == 331:
             reply = await ctl.command(f"PASS {password}")
         if reply.code == 530:
-            raise ProbeError("authentication failed")
+            raise ProbeError("authentication failed", failure="other")
         if reply.code == 332:
             raise ProbeError("the server wants an account (ACCT), which is not supported")
         if reply.code not in (230, 202):

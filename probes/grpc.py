@@ -153,7 +153,7 @@ async def fetch_certificate_pem(target: Target) -> bytes:
     finally:
         await close_writer(writer)
     if not der:
-        raise ProbeError("the server presented no certificate")
+        raise ProbeError("the server presented no certificate", failure="tls")
     return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
 
 
@@ -217,7 +217,7 @@ class _VerifyFailed(ProbeError):
 
     def __init__(self, text: str) -> None:
         self.reason = verify_reason(text)
-        super().__init__(f"certificate verify failed: {self.reason}")
+        super().__init__(f"certificate verify failed: {self.reason}", failure="tls")
 
 
 def verify_reason(text: str) -> str:
@@ -266,14 +266,15 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             details.update(tls_verified=True, tls_verify_error=None)
     except _VerifyFailed as exc:
         if not config.insecure:
-            raise ProbeError(str(exc)) from None
+            raise ProbeError(str(exc), failure="tls") from None
         pinned = await fetch_certificate_pem(target)
         try:
             connect_ms, check_ms, status = await _check(target, pinned, service, deadline)
         except _VerifyFailed as again:
             raise ProbeError(
                 f"certificate verify failed even with --insecure: {again.reason} "
-                "(pinning the presented certificate cannot excuse that)"
+                "(pinning the presented certificate cannot excuse that)",
+                failure="tls",
             ) from None
         details.update(tls_verified=False, tls_verify_error=exc.reason)
     name = Status.Name(status) if status in Status.values() else str(status)

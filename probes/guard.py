@@ -21,29 +21,29 @@ Every probe goes through :func:`resolve_target` before a single packet is sent:
    so a second resolution can never swap it (DNS rebinding).
 
 Loopback, private, link-local, shared (CGNAT ``100.64.0.0/10``), multicast,
-reserved and unspecified addresses are refused unless a network listed in
-``PROBE_ALLOWED_NETWORKS`` contains them; cloud metadata addresses are refused
-always.
+reserved and unspecified addresses are refused unless a network the caller
+allows contains them; cloud metadata addresses are refused always. The guard
+reads no settings and no environment: its caller passes the allowed networks
+(the ``probe`` command reads ``PROBE_ALLOWED_NETWORKS`` and passes them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import re
 import socket
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from pydantic import SecretStr
 
-from probes.base import TOKEN_USERINFO_SCHEMES, Target
+from probes.base import TOKEN_USERINFO_SCHEMES, IPNetwork, Target
 from probes.registry import REGISTRY, schemes
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ENV_ALLOWED = "PROBE_ALLOWED_NETWORKS"
 MASK = "****"
@@ -72,6 +72,10 @@ _NUMBER_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 
 class GuardError(ValueError):
     """The URL is invalid or its target is not allowed; the message says why."""
+
+
+class NotAllowedError(GuardError):
+    """The URL is valid but its address is one probes may not reach."""
 
 
 class ResolveError(OSError):
@@ -232,37 +236,32 @@ def parse_url(url: str) -> ParsedURL:
 # --- The address policy -------------------------------------------------------
 
 
-def allowed_networks() -> list[IPNetwork]:
-    """Networks from ``PROBE_ALLOWED_NETWORKS``, read now (not at import).
+AllowedNetworks = str | Iterable[str | IPNetwork]
+"""What a caller passes as the policy: ``"10.0.0.0/8,::1/128"``, or CIDR strings or networks."""
 
-    The environment wins when the variable is present, even empty; otherwise
-    Django's ``settings.PROBE_ALLOWED_NETWORKS`` is used when settings are
-    configured. A malformed entry is an error, never silently skipped.
+
+def parse_networks(value: AllowedNetworks) -> tuple[IPNetwork, ...]:
+    """The allowed networks a caller gave, as networks; GuardError for a malformed entry.
+
+    The guard never reads the environment or Django's settings: the caller
+    (the ``probe`` command, a Celery task) decides the policy and passes it.
+    A string is split at commas (the ``PROBE_ALLOWED_NETWORKS`` format); an
+    empty string or sequence allows nothing beyond public addresses.
     """
-    raw = os.environ.get(ENV_ALLOWED)
-    if raw is None:
-        raw = _settings_value()
+    items: Iterable[str | IPNetwork] = value.split(",") if isinstance(value, str) else value
     networks: list[IPNetwork] = []
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
+    for item in items:
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(item)
+            continue
+        text = str(item).strip()
+        if not text:
             continue
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as exc:
-            raise GuardError(f"{ENV_ALLOWED}: {item!r} is not a CIDR network") from exc
-    return networks
-
-
-def _settings_value() -> str:
-    try:
-        from django.conf import settings
-
-        if settings.configured:
-            return str(getattr(settings, ENV_ALLOWED, "") or "")
-    except ImportError:  # pragma: no cover - Django is a dependency
-        pass
-    return ""
+            raise GuardError(f"{ENV_ALLOWED}: {text!r} is not a CIDR network") from exc
+    return tuple(dict.fromkeys(networks))
 
 
 def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
@@ -334,15 +333,13 @@ def _special_reason(address: IPAddress) -> str | None:
     return None
 
 
-def refusal(address: IPAddress, networks: list[IPNetwork] | None = None) -> tuple[str, str] | None:
+def refusal(address: IPAddress, networks: Sequence[IPNetwork]) -> tuple[str, str] | None:
     """Why a probe may not send packets to ``address``, or None when it may.
 
     The address and every IPv4 address embedded in it must each be public or
     inside an allowed network; metadata addresses are refused regardless.
     Returns ``(subject, reason)``, e.g. ``("127.0.0.1", "a loopback address; ...")``.
     """
-    if networks is None:
-        networks = allowed_networks()
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         # An IPv4-mapped address reaches the IPv4 host itself: judge that one.
         address = address.ipv4_mapped
@@ -370,11 +367,11 @@ def refusal(address: IPAddress, networks: list[IPNetwork] | None = None) -> tupl
     return None
 
 
-def check_address(address: IPAddress, networks: list[IPNetwork] | None = None) -> None:
-    """Raise GuardError unless a probe may send packets to ``address``."""
+def check_address(address: IPAddress, networks: Sequence[IPNetwork]) -> None:
+    """Raise NotAllowedError unless a probe may send packets to ``address``."""
     refused = refusal(address, networks)
     if refused is not None:
-        raise GuardError(f"{refused[0]} is {refused[1]}")
+        raise NotAllowedError(f"{refused[0]} is {refused[1]}")
 
 
 # --- Resolution ---------------------------------------------------------------
@@ -404,7 +401,7 @@ async def _resolve(host: str, port: int, timeout_s: float) -> tuple[list[IPAddre
     return answers, dns_ms
 
 
-def choose_answer(host: str, answers: list[IPAddress], networks: list[IPNetwork]) -> IPAddress:
+def choose_answer(host: str, answers: list[IPAddress], networks: Sequence[IPNetwork]) -> IPAddress:
     """The address to connect to, once every answer for ``host`` passed.
 
     One refused answer refuses the name: a connection could go to any of
@@ -415,20 +412,24 @@ def choose_answer(host: str, answers: list[IPAddress], networks: list[IPNetwork]
     for answer in answers:
         refused = refusal(answer, networks)
         if refused is not None:
-            raise GuardError(f"{host} resolves to {refused[0]}, {refused[1]}")
+            raise NotAllowedError(f"{host} resolves to {refused[0]}, {refused[1]}")
     address = answers[0]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address
 
 
-async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
+async def resolve_target(
+    url: str, *, allowed_networks: AllowedNetworks, timeout_s: float = 5.0
+) -> Target:
     """Parse, resolve once and check ``url``; the Target to connect to.
 
-    Raises GuardError (invalid or not allowed) or ResolveError (no answer).
+    ``allowed_networks`` is the caller's policy (:func:`parse_networks`): the
+    networks beyond public addresses that probes may reach. Raises GuardError
+    (invalid), NotAllowedError (not allowed) or ResolveError (no answer).
     """
     parsed = parse_url(url)
-    networks = allowed_networks()
+    networks = parse_networks(allowed_networks)
     if parsed.literal is not None:
         address = parsed.literal
         check_address(address, networks)
@@ -449,6 +450,7 @@ async def resolve_target(url: str, timeout_s: float = 5.0) -> Target:
         username=parsed.username,
         password=SecretStr(parsed.password) if parsed.password is not None else None,
         dns_ms=dns_ms,
+        allowed_networks=networks,
     )
 
 
@@ -456,7 +458,8 @@ async def check_redirect(location: str, current: Target, timeout_s: float = 5.0)
     """Check one redirect hop: ``location`` relative to ``current``.
 
     Only http and https hops are followed; the hop is resolved and checked
-    like a fresh target, and credentials are never carried to it.
+    like a fresh target, with the policy ``current`` was checked with, and
+    credentials are never carried to it.
     """
     base_scheme = "https" if current.tls else "http"
     host = f"[{current.host}]" if ":" in current.host else current.host
@@ -471,4 +474,6 @@ async def check_redirect(location: str, current: Target, timeout_s: float = 5.0)
     if parts.password is not None or parts.username is not None:
         hostport = parts.netloc.rpartition("@")[2]
         joined = SplitResult(parts.scheme, hostport, parts.path, parts.query, "").geturl()
-    return await resolve_target(joined, timeout_s)
+    return await resolve_target(
+        joined, allowed_networks=current.allowed_networks, timeout_s=timeout_s
+    )

@@ -59,7 +59,7 @@ from typing import Any
 from urllib.parse import quote
 
 from probes import guard, tlsinfo
-from probes.base import MAX_REDIRECTS, ProbeConfig, ProbeError, Sample, Target
+from probes.base import MAX_REDIRECTS, Failure, ProbeConfig, ProbeError, Sample, Target
 
 USER_AGENT = "Switchboard-probe/0.1"
 MAX_HEADER_BYTES = 64 * 1024
@@ -131,12 +131,17 @@ class HttpResponse:
         return facts
 
     def sample(self, *, ok: bool = True, error: str | None = None, **extra: Any) -> Sample:
-        """A Sample carrying this exchange's phases, throughput and details."""
+        """A Sample carrying this exchange's phases, throughput and details.
+
+        A failed one is ``wrong_protocol``: the server answered HTTP, but not
+        as the protocol on top (GraphQL, SOAP) should.
+        """
         details = self.details()
         details.update(extra)
         return Sample(
             ok=ok,
             error=error,
+            failure=None if ok else "wrong_protocol",
             latency_ms=round(self.latency_ms, 3),
             phases_ms=self.phases(),
             transfer_bytes=self.transfer_bytes,
@@ -459,6 +464,7 @@ def verify_failure(exc: tlsinfo.CertificateVerifyError) -> Sample:
     return Sample(
         ok=False,
         error=str(exc),
+        failure="tls",
         phases_ms={"connect": exc.connect_ms},
         details={"tls": {"verified": False, "verify_error": exc.reason}},
     )
@@ -477,7 +483,8 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
         if not (config.follow_redirects and 300 <= response.status < 400 and location):
             break
         if len(hops) == MAX_REDIRECTS:
-            return _redirected(response, hops, before_ms, f"more than {MAX_REDIRECTS} redirects")
+            too_many = f"more than {MAX_REDIRECTS} redirects"
+            return _redirected(response, hops, before_ms, too_many, "other")
         # Every hop passes the guard like a new target: resolved once, checked, and
         # connected to by address. A refused hop gets not one packet.
         started = time.perf_counter_ns()
@@ -486,7 +493,9 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
                 location, current, timeout_s=max(deadline - time.monotonic(), 0.001)
             )
         except guard.GuardError as exc:
-            return _redirected(response, hops, before_ms, f"redirect not followed: {exc}")
+            kind: Failure = "not_allowed" if isinstance(exc, guard.NotAllowedError) else "other"
+            refused = f"redirect not followed: {exc}"
+            return _redirected(response, hops, before_ms, refused, kind)
         resolve_ms = (time.perf_counter_ns() - started) / 1e6
         hops.append(
             {
@@ -502,10 +511,16 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
 
 
 def _redirected(
-    response: HttpResponse, hops: list[dict[str, Any]], before_ms: float, error: str | None
+    response: HttpResponse,
+    hops: list[dict[str, Any]],
+    before_ms: float,
+    error: str | None,
+    failure: Failure | None = None,
 ) -> Sample:
     """The sample of the last response, its latency including the redirects before it."""
     sample = response.sample(ok=error is None, error=error)
+    if failure is not None:
+        sample.failure = failure
     if hops:
         sample.details["redirects"] = hops
         sample.details["redirect_ms"] = round(before_ms, 3)

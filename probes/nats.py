@@ -140,7 +140,7 @@ class Connection:
             elif op == b"-ERR":
                 text = _err_text(line)
                 if "authorization" in text.lower() or "authentication" in text.lower():
-                    raise ProbeError(f"authentication failed: {text}")
+                    raise ProbeError(f"authentication failed: {text}", failure="other")
                 raise ProbeError(f"the server refused the client: {text}")
             elif op not in (b"+OK", b"INFO"):
                 raise ProbeError(f"unexpected NATS line {preview(line)}")
@@ -215,7 +215,9 @@ async def open_connection(target: Target, config: ProbeConfig, verify: bool) -> 
                 reason = exc.verify_message or exc.reason or str(exc)
                 raise tlsinfo.CertificateVerifyError(str(reason), round(tcp_ms, 3)) from None
             except ssl.SSLError as exc:
-                raise ProbeError(f"TLS handshake failed: {exc.reason or exc}") from None
+                raise ProbeError(
+                    f"TLS handshake failed: {exc.reason or exc}", failure="tls"
+                ) from None
             opened.tls_ms = _since(started)
             opened.tls = tlsinfo.session_facts(writer.get_extra_info("ssl_object"))
             opened.tls.update(verified=verify, verify_error=None)

@@ -179,7 +179,7 @@ async def _auth(
         await call(reader, writer, command(*args), cap)
     except RedisReplyError as exc:
         # The server's message never quotes the password it was sent.
-        raise ProbeError(f"authentication failed: {exc}") from None
+        raise ProbeError(f"authentication failed: {exc}", failure="other") from None
     return _since(started)
 
 

@@ -37,7 +37,7 @@ from urllib.parse import unquote
 import asyncssh
 
 from probes.base import ProbeConfig, ProbeError, Sample, Target
-from probes.runner import scrub as scrub_secrets
+from probes.base import scrub as scrub_secrets
 from probes.ssh import (
     Handshake,
     algorithm_details,
@@ -173,7 +173,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             raise ProbeError(reason) from None
         raise
     except asyncssh.PermissionDenied:
-        raise ProbeError("authentication failed") from None
+        raise ProbeError("authentication failed", failure="other") from None
     except asyncssh.SFTPNoSuchFile:
         raise ProbeError(f"no such file or directory: {scrub(path, target)!r}") from None
     except asyncssh.SFTPPermissionDenied:

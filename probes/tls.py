@@ -27,6 +27,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             return Sample(
                 ok=False,
                 error=str(exc),
+                failure="tls",
                 phases_ms={"connect": exc.connect_ms},
                 details=facts,
             )

@@ -61,7 +61,7 @@ class CertificateVerifyError(ProbeError):
     """The certificate did not verify; ``reason`` is OpenSSL's explanation."""
 
     def __init__(self, reason: str, connect_ms: float | None = None) -> None:
-        super().__init__(f"certificate verify failed: {reason}")
+        super().__init__(f"certificate verify failed: {reason}", failure="tls")
         self.reason = reason
         self.connect_ms = connect_ms
 
@@ -81,7 +81,9 @@ def _context(verify: bool, alpn: tuple[str, ...], ca_file: str | None) -> ssl.SS
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ProbeError(f"{ENV_CA_FILE}={ca_file!r} could not be loaded: {exc}") from exc
+            raise ProbeError(
+                f"{ENV_CA_FILE}={ca_file!r} could not be loaded: {exc}", failure="other"
+            ) from exc
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -289,12 +291,14 @@ async def _handshake(
         reason = exc.verify_message or exc.reason or str(exc)
         raise CertificateVerifyError(str(reason)) from exc
     except (ssl.SSLEOFError, ConnectionError) as exc:
-        raise ProbeError("TLS handshake failed: the peer closed the connection") from exc
+        raise ProbeError(
+            "TLS handshake failed: the peer closed the connection", failure="tls"
+        ) from exc
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
         if reason == "WRONG_VERSION_NUMBER":
             reason += " (the server does not speak TLS on this port?)"
-        raise ProbeError(f"TLS handshake failed: {reason}") from exc
+        raise ProbeError(f"TLS handshake failed: {reason}", failure="tls") from exc
     # The handshake ended when asyncio called connection_made, not when we woke up.
     finished = protocol.connected_ns or time.perf_counter_ns()
     return reader, writer, protocol, (finished - started) / 1e6

@@ -78,7 +78,9 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
             loop.remove_reader(fd)
         rtt_ms = (arrived - started) / 1e6
     except ConnectionRefusedError as exc:
-        raise ProbeError("port unreachable (ICMP): nothing listens on that UDP port") from exc
+        raise ProbeError(
+            "port unreachable (ICMP): nothing listens on that UDP port", failure="refused"
+        ) from exc
     finally:
         sock.close()
     details: dict[str, object] = {"payload_bytes": len(payload)}

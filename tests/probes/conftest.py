@@ -8,9 +8,11 @@ Other probe test modules import from here, e.g.::
 
 Fixtures:
 
-- ``allow_loopback``: ``PROBE_ALLOWED_NETWORKS=127.0.0.0/8,::1/128`` for the test.
-- ``default_policy``: ``PROBE_ALLOWED_NETWORKS`` empty (loopback refused), set
-  explicitly so a developer's environment cannot change the outcome.
+- ``allow_loopback``: the policy ``"127.0.0.0/8,::1/128"``, to pass as
+  ``allowed_networks=`` (the instrument reads no environment; the CLI tests
+  set ``PROBE_ALLOWED_NETWORKS`` for their subprocess themselves).
+- ``default_policy``: the empty policy (loopback refused). Both also clear
+  ``PROBE_ALLOWED_NETWORKS`` so a developer's environment cannot matter.
 - ``udp_echo``: an RFC 862 echo server (port); ``udp_echo_factory(drop_every=3)``
   makes one that drops every third datagram.
 - ``silent_udp``: a bound UDP port that never answers.
@@ -67,13 +69,14 @@ def open_fds() -> dict[int, str]:
 
 @pytest.fixture
 def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", LOOPBACK_NETWORKS)
+    monkeypatch.delenv("PROBE_ALLOWED_NETWORKS", raising=False)
     return LOOPBACK_NETWORKS
 
 
 @pytest.fixture
-def default_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "")
+def default_policy(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("PROBE_ALLOWED_NETWORKS", raising=False)
+    return ""
 
 
 class _ServerThread:

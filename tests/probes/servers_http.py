@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from probes.base import ProbeConfig, Sample, Target
+from probes.guard import parse_networks
 
 # --- HTTP ------------------------------------------------------------------------------
 
@@ -442,21 +443,28 @@ def certificates() -> Iterator[Certificates]:
 
 
 def probe_now(
-    module: Any, url: str, config: ProbeConfig | None = None, address: str = "127.0.0.1"
+    module: Any,
+    url: str,
+    config: ProbeConfig | None = None,
+    address: str = "127.0.0.1",
+    allowed: str = "",
 ) -> Sample:
-    """Call ``module.probe`` once on a fresh loop, as the runner would, deadline included."""
+    """Call ``module.probe`` once on a fresh loop, as the runner would, deadline included.
+
+    ``allowed`` is the policy the target carries (what redirect hops are checked with).
+    """
     config = config or ProbeConfig(timeout_s=5.0)
 
     async def one() -> Sample:
         sample: Sample = await module.probe(
-            target_for(url, address), config, time.monotonic() + config.timeout_s
+            target_for(url, address, allowed), config, time.monotonic() + config.timeout_s
         )
         return sample
 
     return asyncio.run(one())
 
 
-def target_for(url: str, address: str = "127.0.0.1") -> Target:
+def target_for(url: str, address: str = "127.0.0.1", allowed: str = "") -> Target:
     """A Target as the guard would build it, for calling ``probe()`` directly."""
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
@@ -468,6 +476,7 @@ def target_for(url: str, address: str = "127.0.0.1") -> Target:
         address=address,
         path=parts.path or "/",
         query=parts.query,
+        allowed_networks=parse_networks(allowed),
     )
 
 

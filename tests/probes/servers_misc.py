@@ -307,7 +307,7 @@ def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[trus
 
 async def target_for(url: str) -> Target:
     """The Target the runner would build (the guard must allow loopback)."""
-    return await resolve_target(url)
+    return await resolve_target(url, allowed_networks=LOOPBACK_NETWORKS)
 
 
 def take(probe: ProbeFn, url: str, timeout: float = 5.0, insecure: bool = False) -> Sample:

@@ -16,7 +16,7 @@ from probes import amqp
 from probes.base import ProbeConfig, ProbeError
 from probes.guard import resolve_target
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener
 from tests.probes.servers_misc import (
     Front,
     elapsed_error,
@@ -127,9 +127,15 @@ def test_no_tasks_outlive_a_sample_that_failed_or_succeeded(
     config = ProbeConfig(timeout_s=0.3)
 
     async def leftovers() -> set[asyncio.Task[object]]:
-        good = await resolve_target(f"amqp://127.0.0.1:{rabbitmq_port}")
-        silent = await resolve_target(f"amqp://127.0.0.1:{silent_tcp.port}")
-        wrong = await resolve_target(f"amqp://guest:nope@127.0.0.1:{rabbitmq_port}")
+        good = await resolve_target(
+            f"amqp://127.0.0.1:{rabbitmq_port}", allowed_networks=LOOPBACK_NETWORKS
+        )
+        silent = await resolve_target(
+            f"amqp://127.0.0.1:{silent_tcp.port}", allowed_networks=LOOPBACK_NETWORKS
+        )
+        wrong = await resolve_target(
+            f"amqp://guest:nope@127.0.0.1:{rabbitmq_port}", allowed_networks=LOOPBACK_NETWORKS
+        )
         assert (await amqp.probe(good, config, time.monotonic() + 5)).ok
         for target in (silent, wrong):
             with pytest.raises((TimeoutError, ProbeError)):
@@ -173,7 +179,9 @@ def test_amqps_refuses_a_certificate_for_another_name(
 
 def test_through_the_runner_and_never_the_password(rabbitmq_port: int) -> None:
     result = run_probe_sync(
-        f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/", ProbeConfig(count=3, interval_ms=10)
+        f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/",
+        ProbeConfig(count=3, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
     )
     assert result.ok and (result.kind, result.samples, result.succeeded) == ("amqp", 3, 3)
     assert result.latency_ms is not None and result.latency_ms.min > 0
@@ -181,7 +189,9 @@ def test_through_the_runner_and_never_the_password(rabbitmq_port: int) -> None:
     assert result.details["product"] == "RabbitMQ"
     secret = "wrong-secret-value"
     failed = run_probe_sync(
-        f"amqp://guest:{secret}@127.0.0.1:{rabbitmq_port}/", ProbeConfig(count=2, interval_ms=10)
+        f"amqp://guest:{secret}@127.0.0.1:{rabbitmq_port}/",
+        ProbeConfig(count=2, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
     )
     assert not failed.ok and failed.error is not None
     assert failed.error.startswith("authentication failed")
@@ -217,7 +227,9 @@ def test_a_broker_that_goes_silent_after_the_publish_times_out_and_cleans_up(
     with Front(upstream_port=rabbitmq_port, freeze_on=b"\x00\x3c\x00\x28") as front:
 
         async def stalled() -> tuple[BaseException, float, set[asyncio.Task[object]]]:
-            target = await resolve_target(f"amqp://127.0.0.1:{front.port}")
+            target = await resolve_target(
+                f"amqp://127.0.0.1:{front.port}", allowed_networks=LOOPBACK_NETWORKS
+            )
             started = time.monotonic()
             with pytest.raises(TimeoutError) as failure:
                 await amqp.probe(target, ProbeConfig(timeout_s=timeout), started + timeout)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CONTRACT_KEYS = {
     "kind", "target", "address", "ok", "samples", "succeeded", "loss", "latency_ms",
-    "jitter_ms", "phases_ms", "throughput_bps", "details", "error",
+    "jitter_ms", "phases_ms", "throughput_bps", "details", "error", "failure",
 }  # fmt: skip
 LATENCY_KEYS = {"min", "p50", "p95", "p99", "max", "mean", "stdev"}
 

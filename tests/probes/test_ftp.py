@@ -195,7 +195,11 @@ def test_closed_port_and_silent_server(allow_loopback: str) -> None:
     timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
     with silent_listener() as port:
         started = time.monotonic()
-        result = run_probe_sync(f"ftp://127.0.0.1:{port}/", ProbeConfig(count=1, timeout_s=timeout))
+        result = run_probe_sync(
+            f"ftp://127.0.0.1:{port}/",
+            ProbeConfig(count=1, timeout_s=timeout),
+            allowed_networks=allow_loopback,
+        )
         elapsed = time.monotonic() - started
     assert not result.ok and result.error is not None and "timed out" in result.error
     assert elapsed <= timeout * 1.1
@@ -205,11 +209,17 @@ def test_through_the_runner_no_password_in_output(
     allow_loopback: str, server: FTPServerInfo
 ) -> None:
     url = f"ftp://{FTP_USER}:{FTP_PASSWORD}@127.0.0.1:{server.port}/pub"
-    result = run_probe_sync(url, ProbeConfig(count=3, interval_ms=10))
+    result = run_probe_sync(
+        url, ProbeConfig(count=3, interval_ms=10), allowed_networks=allow_loopback
+    )
     assert result.ok and result.succeeded == 3 and result.kind == "ftp"
     assert result.details["entries"] == len(PUB_FILES)
     assert FTP_PASSWORD not in result.model_dump_json()
-    failed = run_probe_sync(url.replace(FTP_PASSWORD, "Wr0ng-Pa55"), ProbeConfig(count=1))
+    failed = run_probe_sync(
+        url.replace(FTP_PASSWORD, "Wr0ng-Pa55"),
+        ProbeConfig(count=1),
+        allowed_networks=allow_loopback,
+    )
     assert failed.error == "authentication failed"
     assert "Wr0ng-Pa55" not in failed.model_dump_json()
 
@@ -219,8 +229,10 @@ def test_no_descriptors_leak_over_many_samples(
 ) -> None:
     monkeypatch.setenv(ENV_CA_FILE, str(ftps.ca_file))
     url = f"ftp://127.0.0.1:{ftps.info.port}/pub?tls=1"
-    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10))
+    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10), allowed_networks=allow_loopback)
     baseline = fd_count()
-    result = run_probe_sync(url, ProbeConfig(count=40, interval_ms=10))
+    result = run_probe_sync(
+        url, ProbeConfig(count=40, interval_ms=10), allowed_networks=allow_loopback
+    )
     assert result.succeeded == 40
     wait_until(lambda: fd_count() <= baseline, what="descriptors back to the baseline")

@@ -70,12 +70,20 @@ def test_graphql_over_https(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_run_probe_graphql(web: Server, allow_loopback: str) -> None:
     result = asyncio.run(
-        run_probe(gql_url(web, "/graphql"), ProbeConfig(count=2, interval_ms=10, timeout_s=2))
+        run_probe(
+            gql_url(web, "/graphql"),
+            ProbeConfig(count=2, interval_ms=10, timeout_s=2),
+            allowed_networks=allow_loopback,
+        )
     )
     assert result.ok and result.kind == "graphql+http" and result.succeeded == 2
 
     refused = asyncio.run(
-        run_probe(gql_url(web, "/json"), ProbeConfig(count=2, interval_ms=10, timeout_s=2))
+        run_probe(
+            gql_url(web, "/json"),
+            ProbeConfig(count=2, interval_ms=10, timeout_s=2),
+            allowed_networks=allow_loopback,
+        )
     )
     assert not refused.ok and refused.loss == 1.0
     assert (refused.error or "").startswith("not a GraphQL endpoint")

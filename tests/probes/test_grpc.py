@@ -109,7 +109,11 @@ def test_a_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopbac
     timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
     with silent_listener() as port:
         started = time.monotonic()
-        result = run_probe_sync(f"grpc://127.0.0.1:{port}", ProbeConfig(count=1, timeout_s=timeout))
+        result = run_probe_sync(
+            f"grpc://127.0.0.1:{port}",
+            ProbeConfig(count=1, timeout_s=timeout),
+            allowed_networks=allow_loopback,
+        )
         elapsed = time.monotonic() - started
     assert not result.ok and result.error is not None and "timed out" in result.error
     assert elapsed <= timeout * 1.1
@@ -146,18 +150,26 @@ def test_grpcs_insecure_pins_the_presented_certificate(grpcs: TLSServer) -> None
 
 def test_through_the_runner(allow_loopback: str, server: GRPCServerInfo) -> None:
     url = f"grpc://127.0.0.1:{server.port}/switchboard.Up"
-    result = run_probe_sync(url, ProbeConfig(count=3, interval_ms=10))
+    result = run_probe_sync(
+        url, ProbeConfig(count=3, interval_ms=10), allowed_networks=allow_loopback
+    )
     assert result.ok and result.succeeded == 3 and result.kind == "grpc"
     assert result.details["status"] == "SERVING"
-    down = run_probe_sync(url.replace("Up", "Down"), ProbeConfig(count=2, interval_ms=10))
+    down = run_probe_sync(
+        url.replace("Up", "Down"),
+        ProbeConfig(count=2, interval_ms=10),
+        allowed_networks=allow_loopback,
+    )
     assert not down.ok and down.loss == 1.0
     assert down.error == "health status NOT_SERVING for service 'switchboard.Down'"
 
 
 def test_no_descriptors_leak_over_many_samples(allow_loopback: str, server: GRPCServerInfo) -> None:
     url = f"grpc://127.0.0.1:{server.port}"
-    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10))
+    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10), allowed_networks=allow_loopback)
     baseline = fd_count()
-    result = run_probe_sync(url, ProbeConfig(count=60, interval_ms=10))
+    result = run_probe_sync(
+        url, ProbeConfig(count=60, interval_ms=10), allowed_networks=allow_loopback
+    )
     assert result.succeeded == 60
     wait_until(lambda: fd_count() <= baseline, what="descriptors back to the baseline")

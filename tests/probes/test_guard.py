@@ -15,21 +15,22 @@ from probes.base import ProbeConfig, Target
 from probes.guard import (
     GuardError,
     ResolveError,
-    allowed_networks,
     check_address,
     check_redirect,
     choose_answer,
     mask_url,
     parse_host,
     parse_ipv4_host,
+    parse_networks,
     parse_url,
     resolve_target,
 )
 from probes.runner import run_probe
 
 
-def resolve(url: str) -> Target:
-    return asyncio.run(resolve_target(url, timeout_s=5.0))
+def resolve(url: str, allowed: str = "") -> Target:
+    """The guard's Target for ``url`` under the policy ``allowed`` (CIDRs, comma-separated)."""
+    return asyncio.run(resolve_target(url, allowed_networks=allowed, timeout_s=5.0))
 
 
 # --- Spellings of one address ----------------------------------------------------
@@ -58,17 +59,17 @@ def test_ipv4_spellings_parse_to_the_real_address(host: str, canonical: str) -> 
 
 @pytest.mark.parametrize(("host", "canonical"), LOOPBACK_SPELLINGS)
 def test_every_loopback_spelling_is_refused_by_default(
-    default_policy: None, host: str, canonical: str
+    default_policy: str, host: str, canonical: str
 ) -> None:
     with pytest.raises(GuardError, match="loopback"):
-        resolve(f"http://{host}/")
+        resolve(f"http://{host}/", default_policy)
 
 
 @pytest.mark.parametrize(("host", "canonical"), LOOPBACK_SPELLINGS)
 def test_every_loopback_spelling_is_allowed_by_the_env_and_connects_to_the_canonical_address(
     allow_loopback: str, host: str, canonical: str
 ) -> None:
-    target = resolve(f"http://{host}:8080/x")
+    target = resolve(f"http://{host}:8080/x", allow_loopback)
     assert target.address == canonical
     assert target.host == canonical  # the Host header names what was checked
     assert target.dns_ms is None  # a literal is not resolved
@@ -78,10 +79,10 @@ def test_every_loopback_spelling_is_allowed_by_the_env_and_connects_to_the_canon
     ("host", "canonical"),
     [("10.1", "10.0.0.1"), ("10.0x10.1", "10.16.0.1"), ("192.168.257", "192.168.1.1")],
 )
-def test_short_private_forms(default_policy: None, host: str, canonical: str) -> None:
+def test_short_private_forms(default_policy: str, host: str, canonical: str) -> None:
     assert parse_host(host) == ipaddress.ip_address(canonical)
     with pytest.raises(GuardError, match="private"):
-        resolve(f"tcp://{host}:80")
+        resolve(f"tcp://{host}:80", default_policy)
 
 
 @pytest.mark.parametrize(
@@ -143,10 +144,10 @@ def test_percent_encoded_host_is_refused() -> None:
     ],
 )
 def test_special_addresses_are_refused_by_default(
-    default_policy: None, url: str, reason: str
+    default_policy: str, url: str, reason: str
 ) -> None:
     with pytest.raises(GuardError, match=reason):
-        resolve(url)
+        resolve(url, default_policy)
 
 
 @pytest.mark.parametrize(
@@ -161,10 +162,10 @@ def test_special_addresses_are_refused_by_default(
     ],
 )
 def test_public_addresses_pass_without_any_allowance(
-    default_policy: None, url: str, address: str
+    default_policy: str, url: str, address: str
 ) -> None:
     # Only the guard runs here: nothing is sent to these addresses.
-    assert resolve(url).address == address
+    assert resolve(url, default_policy).address == address
 
 
 @pytest.mark.parametrize(
@@ -204,82 +205,76 @@ def test_public_addresses_pass_without_any_allowance(
         "http://[fe80::200:5efe:a9fe:a9fe]/",
     ],
 )
-def test_metadata_addresses_are_refused_even_when_allowed(
-    monkeypatch: pytest.MonkeyPatch, url: str
-) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+def test_metadata_addresses_are_refused_even_when_allowed(url: str) -> None:
+    allowed = "0.0.0.0/0,::/0"
     with pytest.raises(GuardError, match="metadata"):
-        resolve(url)
+        resolve(url, allowed)
 
 
-def test_allowance_is_per_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", " 10.0.0.0/8 , ")
-    assert resolve("tcp://10.9.8.7:22").address == "10.9.8.7"
+def test_allowance_is_per_network() -> None:
+    allowed = " 10.0.0.0/8 , "
+    assert resolve("tcp://10.9.8.7:22", allowed).address == "10.9.8.7"
     with pytest.raises(GuardError, match="private"):
-        resolve("tcp://192.168.1.1:22")
+        resolve("tcp://192.168.1.1:22", allowed)
     with pytest.raises(GuardError, match="loopback"):
-        resolve("tcp://127.0.0.1:22")
+        resolve("tcp://127.0.0.1:22", allowed)
 
 
-def test_nat64_needs_the_embedded_address_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
-    assert resolve("http://[64:ff9b::7f00:1]/").address == "64:ff9b::7f00:1"
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "64:ff9b::/96")
+def test_nat64_needs_the_embedded_address_allowed() -> None:
+    allowed = "127.0.0.0/8"
+    assert resolve("http://[64:ff9b::7f00:1]/", allowed).address == "64:ff9b::7f00:1"
+    allowed = "64:ff9b::/96"
     with pytest.raises(GuardError, match=r"which embeds 127\.0\.0\.1"):
-        resolve("http://[64:ff9b::7f00:1]/")
+        resolve("http://[64:ff9b::7f00:1]/", allowed)
 
 
 @pytest.mark.parametrize(
     "host",
     ["::10.0.0.1", "::ffff:0:10.0.0.1", "2001:db8::5efe:10.0.0.1", "2606:4700::200:5efe:a00:1"],
 )
-def test_allowing_all_ipv6_does_not_allow_the_private_ipv4_inside(
-    monkeypatch: pytest.MonkeyPatch, host: str
-) -> None:
+def test_allowing_all_ipv6_does_not_allow_the_private_ipv4_inside(host: str) -> None:
     # IPv4-compatible, IPv4-translated and ISATAP addresses can carry packets
     # to the IPv4 host inside, so that host must be allowed too.
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "::/0")
+    allowed = "::/0"
     with pytest.raises(GuardError, match=r"which embeds 10\.0\.0\.1\) is a private"):
-        resolve(f"http://[{host}]/")
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "::/0,10.0.0.0/8")
-    assert resolve(f"http://[{host}]/").address == str(ipaddress.ip_address(host))
+        resolve(f"http://[{host}]/", allowed)
+    allowed = "::/0,10.0.0.0/8"
+    assert resolve(f"http://[{host}]/", allowed).address == str(ipaddress.ip_address(host))
 
 
-def test_the_environment_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "")
-    with pytest.raises(GuardError):
-        resolve("tcp://127.0.0.1:9")
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.1/32")
-    assert resolve("tcp://127.0.0.1:9").address == "127.0.0.1"
-
-
-def test_settings_are_the_fallback_when_the_env_var_is_absent(
-    monkeypatch: pytest.MonkeyPatch, settings: object
-) -> None:
-    monkeypatch.delenv("PROBE_ALLOWED_NETWORKS", raising=False)
+def test_the_policy_is_the_callers_alone(monkeypatch: pytest.MonkeyPatch, settings: object) -> None:
+    # Neither the environment nor Django's settings widen what the caller allowed.
+    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
     settings.PROBE_ALLOWED_NETWORKS = "127.0.0.0/8"  # type: ignore[attr-defined]
-    assert resolve("tcp://127.0.0.1:9").address == "127.0.0.1"
-    settings.PROBE_ALLOWED_NETWORKS = ""  # type: ignore[attr-defined]
-    with pytest.raises(GuardError):
-        resolve("tcp://127.0.0.1:9")
+    with pytest.raises(GuardError, match="loopback"):
+        resolve("tcp://127.0.0.1:9", "")
+    assert resolve("tcp://127.0.0.1:9", "127.0.0.1/32").address == "127.0.0.1"
+    networks = (ipaddress.ip_network("127.0.0.0/8"),)
+    assert asyncio.run(resolve_target("tcp://127.0.0.1:9", allowed_networks=networks)).port == 9
 
 
-def test_a_malformed_allowance_is_an_error_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8,not-a-net")
+def test_the_policy_travels_with_the_target_for_redirect_hops() -> None:
+    target = resolve("tcp://127.0.0.1:9", "127.0.0.0/8, ::1/128")
+    assert [str(n) for n in target.allowed_networks] == ["127.0.0.0/8", "::1/128"]
+    assert "allowed_networks" not in target.model_dump()
+
+
+def test_a_malformed_allowance_is_an_error_not_ignored() -> None:
+    allowed = "127.0.0.0/8,not-a-net"
     with pytest.raises(GuardError, match="not-a-net"):
-        resolve("tcp://127.0.0.1:9")
+        resolve("tcp://127.0.0.1:9", allowed)
 
 
 # --- Names: resolved once, every answer checked -------------------------------
 
 
-def test_a_name_resolving_to_loopback_is_refused_by_default(default_policy: None) -> None:
+def test_a_name_resolving_to_loopback_is_refused_by_default(default_policy: str) -> None:
     with pytest.raises(GuardError, match="loopback"):
-        resolve("http://localhost:8000/")
+        resolve("http://localhost:8000/", default_policy)
 
 
 def test_a_name_resolving_to_loopback_is_allowed_by_the_env(allow_loopback: str) -> None:
-    target = resolve("http://LocalHost.:8000/path?q=1")
+    target = resolve("http://LocalHost.:8000/path?q=1", allow_loopback)
     answers = {info[4][0] for info in socket.getaddrinfo("localhost", 8000)}
     assert target.address in answers
     assert target.host == "localhost"  # the name stays for SNI and Host
@@ -287,14 +282,13 @@ def test_a_name_resolving_to_loopback_is_allowed_by_the_env(allow_loopback: str)
     assert (target.path, target.query, target.port) == ("/path", "q=1", 8000)
 
 
-def test_every_answer_must_be_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_answer_must_be_allowed() -> None:
     answers = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo("localhost", 80)}
     # Allow only one of localhost's answers when it has several; with one
     # answer, allow a network that does not contain it.
     allowed = "127.0.0.0/8" if any(a.version == 6 for a in answers) else "10.0.0.0/8"
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", allowed)
     with pytest.raises(GuardError, match="loopback"):
-        resolve("tcp://localhost:80")
+        resolve("tcp://localhost:80", allowed)
 
 
 @pytest.mark.parametrize(
@@ -306,16 +300,16 @@ def test_every_answer_must_be_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
         ["93.184.215.14", "::ffff:169.254.169.254"],
     ],
 )
-def test_one_refused_answer_refuses_the_name(default_policy: None, answers: list[str]) -> None:
+def test_one_refused_answer_refuses_the_name(default_policy: str, answers: list[str]) -> None:
     addresses = [ipaddress.ip_address(a) for a in answers]
     with pytest.raises(GuardError, match=r"^example\.org resolves to "):
-        choose_answer("example.org", addresses, allowed_networks())
+        choose_answer("example.org", addresses, parse_networks(default_policy))
 
 
-def test_the_first_answer_is_used_when_all_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "10.0.0.0/8")
+def test_the_first_answer_is_used_when_all_pass() -> None:
+    allowed = "10.0.0.0/8"
     addresses = [ipaddress.ip_address(a) for a in ("10.0.0.5", "93.184.215.14")]
-    assert choose_answer("example.org", addresses, allowed_networks()) == addresses[0]
+    assert choose_answer("example.org", addresses, parse_networks(allowed)) == addresses[0]
     mapped = [ipaddress.ip_address("::ffff:93.184.215.14")]
     assert str(choose_answer("example.org", mapped, [])) == "93.184.215.14"
 
@@ -327,10 +321,10 @@ def test_check_address_judges_each_answer_alone() -> None:
         check_address(ipaddress.ip_address("::1"), networks)
 
 
-def test_an_unresolvable_name_is_not_a_guard_refusal(default_policy: None) -> None:
+def test_an_unresolvable_name_is_not_a_guard_refusal(default_policy: str) -> None:
     # .invalid never resolves (RFC 6761); the target did not answer: exit 1, not 2.
     with pytest.raises(ResolveError):
-        resolve("tcp://no-such-host.invalid:80")
+        resolve("tcp://no-such-host.invalid:80", default_policy)
 
 
 # --- URL validation ---------------------------------------------------------------
@@ -401,7 +395,7 @@ def test_mask_url(url: str, masked: str) -> None:
 def test_passwords_are_masked_but_kept_for_the_probe(allow_loopback: str) -> None:
     url = "sftp://alice:s3cr%40t@127.0.0.1:2222/home"
     assert mask_url(url) == "sftp://alice:****@127.0.0.1:2222/home"
-    target = resolve(url)
+    target = resolve(url, allow_loopback)
     assert target.url == "sftp://alice:****@127.0.0.1:2222/home"
     assert "s3cr" not in target.model_dump_json() and "s3cr" not in repr(target)
     assert target.username == "alice"
@@ -411,9 +405,9 @@ def test_passwords_are_masked_but_kept_for_the_probe(allow_loopback: str) -> Non
 # --- Redirect hops ---------------------------------------------------------------------
 
 
-def test_redirect_hops_are_checked_like_targets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROBE_ALLOWED_NETWORKS", "127.0.0.0/8")
-    current = resolve("http://user:pw@127.0.0.1:8080/a/b?x=1")
+def test_redirect_hops_are_checked_like_targets() -> None:
+    allowed = "127.0.0.0/8"
+    current = resolve("http://user:pw@127.0.0.1:8080/a/b?x=1", allowed)
     hop = asyncio.run(check_redirect("../c", current))
     assert (hop.address, hop.port, hop.path, hop.username) == ("127.0.0.1", 8080, "/c", None)
     hop = asyncio.run(check_redirect("https://127.0.0.2/z", current))
@@ -429,7 +423,7 @@ def test_redirect_hops_are_checked_like_targets(monkeypatch: pytest.MonkeyPatch)
 # --- Not one packet goes to a refused address ----------------------------------------
 
 
-def test_no_connection_reaches_a_refused_tcp_address(default_policy: None) -> None:
+def test_no_connection_reaches_a_refused_tcp_address(default_policy: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -437,19 +431,29 @@ def test_no_connection_reaches_a_refused_tcp_address(default_policy: None) -> No
         port = listener.getsockname()[1]
         for host in ("127.0.0.1", "2130706433", "0x7f.1", "localhost", "[::ffff:127.0.0.1]"):
             with pytest.raises(GuardError):
-                asyncio.run(run_probe(f"tcp://{host}:{port}", ProbeConfig(count=2)))
+                asyncio.run(
+                    run_probe(
+                        f"tcp://{host}:{port}",
+                        ProbeConfig(count=2),
+                        allowed_networks=default_policy,
+                    )
+                )
         # The kernel would have queued any completed handshake for accept().
         with pytest.raises(BlockingIOError):
             listener.accept()
 
 
-def test_no_datagram_reaches_a_refused_udp_address(default_policy: None) -> None:
+def test_no_datagram_reaches_a_refused_udp_address(default_policy: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("127.0.0.1", 0))
         receiver.setblocking(False)
         port = receiver.getsockname()[1]
         with pytest.raises(GuardError):
-            asyncio.run(run_probe(f"udp://127.1:{port}", ProbeConfig(count=3)))
+            asyncio.run(
+                run_probe(
+                    f"udp://127.1:{port}", ProbeConfig(count=3), allowed_networks=default_policy
+                )
+            )
         with pytest.raises(BlockingIOError):
             receiver.recvfrom(2048)
 

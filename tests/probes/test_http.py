@@ -98,7 +98,7 @@ FOLLOW = ProbeConfig(timeout_s=5.0, follow_redirects=True)
 
 def test_follow_redirects_checks_and_follows_each_hop(web: Server, allow_loopback: str) -> None:
     before = len(web.requests)
-    sample = probe_now(http, url(web, "/redirect"), FOLLOW)
+    sample = probe_now(http, url(web, "/redirect"), FOLLOW, allowed=allow_loopback)
 
     assert sample.ok, sample.error
     assert sample.details["status"] == 200
@@ -120,14 +120,14 @@ def test_a_redirect_to_a_refused_address_is_not_followed(web: Server, allow_loop
         "ftp://127.0.0.1/file",
     ):
         target = url(web, "/redirect-to?to=" + quote(location, safe=""))
-        sample = probe_now(http, target, FOLLOW)
+        sample = probe_now(http, target, FOLLOW, allowed=allow_loopback)
         assert not sample.ok
         assert sample.error is not None and sample.error.startswith("redirect not followed")
         assert "secret" not in sample.error
         assert sample.details["status"] == 302
 
 
-def test_a_refused_redirect_hop_gets_no_packet(web: Server, default_policy: None) -> None:
+def test_a_refused_redirect_hop_gets_no_packet(web: Server, default_policy: str) -> None:
     # With the default policy, a public-looking first hop is not possible here, so the
     # check runs on the redirect alone: a listener on loopback must see no connection.
     with socket.socket() as listener:
@@ -150,7 +150,7 @@ def test_a_refused_redirect_hop_gets_no_packet(web: Server, default_policy: None
 
 def test_redirect_loops_end_after_the_limit(web: Server, allow_loopback: str) -> None:
     before = len(web.requests)
-    sample = probe_now(http, url(web, "/loop"), FOLLOW)
+    sample = probe_now(http, url(web, "/loop"), FOLLOW, allowed=allow_loopback)
     assert not sample.ok
     assert sample.error == f"more than {MAX_REDIRECTS} redirects"
     assert len(web.requests[before:]) == MAX_REDIRECTS + 1
@@ -242,7 +242,11 @@ def test_international_host_name_goes_out_idna_encoded(web: Server) -> None:
 def test_ipv6_loopback_target_with_bracketed_host_header(allow_loopback: str) -> None:
     with running(start_http(host="::1")) as server:
         result = asyncio.run(
-            run_probe(f"http://[::1]:{server.port}/ok", ProbeConfig(count=1, timeout_s=2))
+            run_probe(
+                f"http://[::1]:{server.port}/ok",
+                ProbeConfig(count=1, timeout_s=2),
+                allowed_networks=allow_loopback,
+            )
         )
         assert result.ok, result.error
         assert result.address == "::1"
@@ -290,7 +294,9 @@ def test_silent_server_times_out_within_timeout_plus_ten_percent(
         async def go() -> tuple[float, object]:
             started = time.monotonic()
             result = await run_probe(
-                f"http://127.0.0.1:{server.port}/", ProbeConfig(count=1, timeout_s=timeout)
+                f"http://127.0.0.1:{server.port}/",
+                ProbeConfig(count=1, timeout_s=timeout),
+                allowed_networks=allow_loopback,
             )
             return time.monotonic() - started, result
 
@@ -352,7 +358,11 @@ def test_https_against_a_plain_http_port_is_a_tls_error(web: Server) -> None:
 
 def test_run_probe_http_summarises_phases(web: Server, allow_loopback: str) -> None:
     result = asyncio.run(
-        run_probe(url(web, "/ok"), ProbeConfig(count=3, interval_ms=10, timeout_s=2))
+        run_probe(
+            url(web, "/ok"),
+            ProbeConfig(count=3, interval_ms=10, timeout_s=2),
+            allowed_networks=allow_loopback,
+        )
     )
 
     assert result.ok and result.succeeded == 3 and result.kind == "http"
@@ -366,7 +376,13 @@ def test_run_probe_http_summarises_phases(web: Server, allow_loopback: str) -> N
 
 def test_run_probe_throughput_reports_bits_per_second(web: Server, allow_loopback: str) -> None:
     config = ProbeConfig(count=2, interval_ms=10, timeout_s=10, throughput=True)
-    result = asyncio.run(run_probe(f"http://127.0.0.1:{web.port}/large?bytes=4194304", config))
+    result = asyncio.run(
+        run_probe(
+            f"http://127.0.0.1:{web.port}/large?bytes=4194304",
+            config,
+            allowed_networks=allow_loopback,
+        )
+    )
 
     assert result.ok
     assert result.throughput_bps is not None and result.throughput_bps > 0
@@ -380,9 +396,13 @@ def test_no_descriptor_leaks_over_many_https_samples(
     with running(start_http(certs.self_signed())) as server:
         config = ProbeConfig(count=200, interval_ms=10, timeout_s=2, insecure=True)
         target = f"https://127.0.0.1:{server.port}/ok"
-        asyncio.run(run_probe(target, config.model_copy(update={"count": 2})))  # warm up
+        asyncio.run(
+            run_probe(
+                target, config.model_copy(update={"count": 2}), allowed_networks=allow_loopback
+            )
+        )  # warm up
         before = open_fds()
-        result = asyncio.run(run_probe(target, config))
+        result = asyncio.run(run_probe(target, config, allowed_networks=allow_loopback))
         # The server runs in this process too and may close its side a moment later;
         # a descriptor the probe leaked would never go away.
         wait_until(lambda: set(open_fds()) <= set(before), what="descriptors to be released")

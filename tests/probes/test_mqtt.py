@@ -14,7 +14,7 @@ import pytest
 from probes import mqtt
 from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener, wait_until
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener, wait_until
 from tests.probes.servers_misc import (
     Front,
     elapsed_error,
@@ -158,7 +158,9 @@ def test_mqtts_with_an_untrusted_certificate_needs_insecure(
 
 def test_through_the_runner(mosquitto_port: int) -> None:
     result = run_probe_sync(
-        f"mqtt://127.0.0.1:{mosquitto_port}", ProbeConfig(count=5, interval_ms=10)
+        f"mqtt://127.0.0.1:{mosquitto_port}",
+        ProbeConfig(count=5, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
     )
     assert result.ok and (result.kind, result.samples, result.succeeded) == ("mqtt", 5, 5)
     assert result.latency_ms is not None and result.latency_ms.min > 0

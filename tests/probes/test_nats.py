@@ -17,7 +17,7 @@ from probes import nats
 from probes.base import ProbeConfig, ProbeError
 from probes.guard import resolve_target
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener
 from tests.probes.servers_misc import (
     BannerServer,
     Front,
@@ -71,7 +71,9 @@ def test_every_sample_uses_its_own_subject(nats_port: int) -> None:
 
             await watcher.subscribe(nats.SUBJECT_PREFIX + ">", cb=record)
             await watcher.flush()
-            target = await resolve_target(f"nats://127.0.0.1:{nats_port}")
+            target = await resolve_target(
+                f"nats://127.0.0.1:{nats_port}", allowed_networks=LOOPBACK_NETWORKS
+            )
             for _ in range(3):
                 assert (await nats.probe(target, ProbeConfig(), time.monotonic() + 5)).ok
             end = time.monotonic() + 5
@@ -181,7 +183,11 @@ def test_no_file_descriptors_leak_over_100_samples(nats_port: int) -> None:
 
 
 def test_through_the_runner(nats_port: int) -> None:
-    result = run_probe_sync(f"nats://127.0.0.1:{nats_port}", ProbeConfig(count=5, interval_ms=10))
+    result = run_probe_sync(
+        f"nats://127.0.0.1:{nats_port}",
+        ProbeConfig(count=5, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
+    )
     assert result.ok and (result.kind, result.samples, result.succeeded) == ("nats", 5, 5)
     assert result.latency_ms is not None and result.latency_ms.min > 0
     assert result.phases_ms["connect"] is not None and result.phases_ms["tls"] is None

@@ -14,7 +14,7 @@ import pytest
 from probes import redis
 from probes.base import ProbeConfig, ProbeError
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener, open_fds, wait_until
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener, open_fds, wait_until
 from tests.probes.servers_misc import (
     BannerServer,
     Front,
@@ -206,7 +206,9 @@ def test_rediss_refuses_an_untrusted_certificate_unless_insecure(
 
 def test_through_the_runner_the_result_has_the_contract_shape(redis_port: int) -> None:
     result = run_probe_sync(
-        f"redis://127.0.0.1:{redis_port}/2", ProbeConfig(count=5, interval_ms=10)
+        f"redis://127.0.0.1:{redis_port}/2",
+        ProbeConfig(count=5, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
     )
     assert result.ok and (result.kind, result.samples, result.succeeded) == ("redis", 5, 5)
     assert result.loss == 0.0 and result.address == "127.0.0.1"
@@ -218,7 +220,9 @@ def test_through_the_runner_the_result_has_the_contract_shape(redis_port: int) -
 def test_through_the_runner_a_password_is_never_in_the_result(redis_port: int) -> None:
     secret = "do-not-print-me"
     result = run_probe_sync(
-        f"redis://:{secret}@127.0.0.1:{redis_port}", ProbeConfig(count=2, interval_ms=10)
+        f"redis://:{secret}@127.0.0.1:{redis_port}",
+        ProbeConfig(count=2, interval_ms=10),
+        allowed_networks=LOOPBACK_NETWORKS,
     )
     assert not result.ok and result.loss == 1.0
     assert result.error is not None and result.error.startswith("authentication failed")

@@ -174,10 +174,16 @@ def test_the_command_serves_udp_and_tcp_probes_and_stops_cleanly(
     allow_loopback: str, responder_process: tuple[subprocess.Popen[str], int, int]
 ) -> None:
     proc, udp_port, tcp_port = responder_process
-    echo = run_probe_sync(f"udp://127.0.0.1:{udp_port}", ProbeConfig(count=3, interval_ms=10))
+    echo = run_probe_sync(
+        f"udp://127.0.0.1:{udp_port}",
+        ProbeConfig(count=3, interval_ms=10),
+        allowed_networks=allow_loopback,
+    )
     assert echo.ok and echo.succeeded == 3
     download = run_probe_sync(
-        f"tcp://127.0.0.1:{tcp_port}", ProbeConfig(count=1, timeout_s=10, throughput=True)
+        f"tcp://127.0.0.1:{tcp_port}",
+        ProbeConfig(count=1, timeout_s=10, throughput=True),
+        allowed_networks=allow_loopback,
     )
     assert download.ok and download.throughput_bps is not None
     proc.terminate()

@@ -29,7 +29,9 @@ from tests.probes.conftest import TCPListener, UDPEchoServer, open_fds, wait_unt
 def test_a_closed_port_fails_fast_as_refused(allow_loopback: str, closed_tcp_port: int) -> None:
     started = time.monotonic()
     result = run_probe_sync(
-        f"tcp://127.0.0.1:{closed_tcp_port}", ProbeConfig(count=3, interval_ms=10, timeout_s=5)
+        f"tcp://127.0.0.1:{closed_tcp_port}",
+        ProbeConfig(count=3, interval_ms=10, timeout_s=5),
+        allowed_networks=allow_loopback,
     )
     assert not result.ok
     assert (result.samples, result.succeeded, result.loss) == (3, 0, 1.0)
@@ -45,7 +47,9 @@ def test_a_silent_udp_target_times_out_within_timeout_plus_ten_percent(
     timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
     started = time.monotonic()
     result = run_probe_sync(
-        f"udp://127.0.0.1:{silent_udp}", ProbeConfig(count=1, timeout_s=timeout)
+        f"udp://127.0.0.1:{silent_udp}",
+        ProbeConfig(count=1, timeout_s=timeout),
+        allowed_networks=allow_loopback,
     )
     elapsed = time.monotonic() - started
     assert not result.ok
@@ -62,6 +66,7 @@ def test_samples_follow_the_interval_and_stats_are_filled(
         f"tcp://127.0.0.1:{tcp_listener.port}",
         config,
         on_sample=lambda i, s: seen.append((i, time.monotonic())),
+        allowed_networks=allow_loopback,
     )
     assert result.ok and (result.samples, result.succeeded, result.loss) == (5, 5, 0.0)
     assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
@@ -83,7 +88,9 @@ def test_a_name_reports_its_single_dns_lookup(
     allow_loopback: str, tcp_listener: TCPListener
 ) -> None:
     result = run_probe_sync(
-        f"tcp://localhost:{tcp_listener.port}", ProbeConfig(count=2, interval_ms=10)
+        f"tcp://localhost:{tcp_listener.port}",
+        ProbeConfig(count=2, interval_ms=10),
+        allowed_networks=allow_loopback,
     )
     assert result.ok
     assert result.phases_ms["dns"] is not None and result.phases_ms["dns"] >= 0
@@ -94,10 +101,14 @@ def test_no_file_descriptors_leak_over_1000_samples(
 ) -> None:
     config = ProbeConfig(count=1000, interval_ms=10, timeout_s=2)
     before = open_fds()
-    result = run_probe_sync(f"tcp://127.0.0.1:{tcp_listener.port}", config)
+    result = run_probe_sync(
+        f"tcp://127.0.0.1:{tcp_listener.port}", config, allowed_networks=allow_loopback
+    )
     assert result.succeeded == 1000
     failed = run_probe_sync(
-        f"tcp://127.0.0.1:{closed_tcp_port}", ProbeConfig(count=100, interval_ms=10)
+        f"tcp://127.0.0.1:{closed_tcp_port}",
+        ProbeConfig(count=100, interval_ms=10),
+        allowed_networks=allow_loopback,
     )
     assert failed.succeeded == 0
     # The listener thread may still be closing the last accepted connection.
@@ -109,7 +120,9 @@ def test_no_file_descriptors_leak_when_samples_time_out(
 ) -> None:
     before = open_fds()
     result = run_probe_sync(
-        f"udp://127.0.0.1:{silent_udp}", ProbeConfig(count=20, interval_ms=10, timeout_s=0.05)
+        f"udp://127.0.0.1:{silent_udp}",
+        ProbeConfig(count=20, interval_ms=10, timeout_s=0.05),
+        allowed_networks=allow_loopback,
     )
     assert result.loss == 1.0
     assert set(open_fds().items()) <= set(before.items())
@@ -129,13 +142,17 @@ def test_config_accepts_the_bounds_themselves() -> None:
     assert probe_budget_s(config) == pytest.approx(1000 * (0.01 + 30))
 
 
-def test_a_refused_target_raises_before_sampling(default_policy: None) -> None:
+def test_a_refused_target_raises_before_sampling(default_policy: str) -> None:
     with pytest.raises(GuardError):
-        run_probe_sync("tcp://127.0.0.1:9", ProbeConfig(count=1))
+        run_probe_sync("tcp://127.0.0.1:9", ProbeConfig(count=1), allowed_networks=default_policy)
 
 
-def test_an_unresolvable_name_is_a_failed_result(default_policy: None) -> None:
-    result = run_probe_sync("tcp://nothing-here.invalid:80", ProbeConfig(count=2, timeout_s=2))
+def test_an_unresolvable_name_is_a_failed_result(default_policy: str) -> None:
+    result = run_probe_sync(
+        "tcp://nothing-here.invalid:80",
+        ProbeConfig(count=2, timeout_s=2),
+        allowed_networks=default_policy,
+    )
     assert not result.ok and result.samples == 0 and result.loss == 1.0
     assert result.error is not None and "resolve" in result.error
 
@@ -209,7 +226,9 @@ def test_a_timeout_shorter_than_the_loop_can_act_is_a_timeout_not_a_used_up_budg
     allow_loopback: str, tcp_listener: TCPListener
 ) -> None:
     url = f"tcp://127.0.0.1:{tcp_listener.port}"
-    result = run_probe_sync(url, ProbeConfig(count=2, interval_ms=10, timeout_s=1e-9))
+    result = run_probe_sync(
+        url, ProbeConfig(count=2, interval_ms=10, timeout_s=1e-9), allowed_networks=allow_loopback
+    )
     assert not result.ok and result.error == "timed out after 1e-09 s"
 
 
@@ -298,7 +317,9 @@ def test_run_many_probes_concurrently_and_keeps_order(allow_loopback: str) -> No
     try:
         urls = [f"tcp://127.0.0.1:{lst.port}" for lst in listeners]
         urls.insert(3, "tcp://169.254.169.254:80")
-        results = asyncio.run(run_many(urls, ProbeConfig(count=3, interval_ms=10)))
+        results = asyncio.run(
+            run_many(urls, ProbeConfig(count=3, interval_ms=10), allowed_networks=allow_loopback)
+        )
     finally:
         for lst in listeners:
             lst.close()
@@ -329,6 +350,7 @@ def test_the_schedule_is_kept_on_the_clock_not_slept_after_each_sample(
             f"udp://127.0.0.1:{server.port}",
             ProbeConfig(count=5, interval_ms=100, timeout_s=2),
             on_sample=lambda i, s: ended.append(time.monotonic()),
+            allowed_networks=allow_loopback,
         )
     assert result.succeeded == 5
     assert result.latency_ms is not None and result.latency_ms.min >= 60
@@ -342,7 +364,9 @@ def test_the_whole_probe_is_bounded_by_count_times_interval_plus_timeout(
 
     async def timed() -> tuple[float, ProbeResult]:
         started = time.monotonic()
-        result = await run_probe(f"udp://127.0.0.1:{silent_udp}", config)
+        result = await run_probe(
+            f"udp://127.0.0.1:{silent_udp}", config, allowed_networks=allow_loopback
+        )
         return time.monotonic() - started, result
 
     elapsed, result = asyncio.run(timed())
@@ -372,7 +396,9 @@ def test_every_scheme_ends_a_silent_target_as_a_timeout_within_timeout_plus_ten_
         async def one(scheme: str) -> tuple[Sample, float]:
             # A plain tcp probe only connects; with --throughput it waits for data.
             config = ProbeConfig(timeout_s=timeout, throughput=scheme == "tcp")
-            target = await resolve_target(f"{scheme}://user:pw@127.0.0.1:{port}/")
+            target = await resolve_target(
+                f"{scheme}://user:pw@127.0.0.1:{port}/", allowed_networks=allow_loopback
+            )
             started = time.monotonic()
             sample = await take_sample(probe_function(scheme), target, config, started + timeout)
             return sample, time.monotonic() - started
@@ -388,6 +414,7 @@ def test_every_scheme_ends_a_silent_target_as_a_timeout_within_timeout_plus_ten_
     for scheme, (sample, elapsed) in asyncio.run(go()).items():
         assert not sample.ok, scheme
         assert sample.error is not None and "timed out" in sample.error, (scheme, sample.error)
+        assert sample.failure == "timeout", (scheme, sample.failure)
         assert elapsed <= timeout * 1.1, (scheme, elapsed)
 
 
@@ -395,12 +422,14 @@ def test_every_scheme_reports_a_closed_port_in_the_contract_shape(
     allow_loopback: str, closed_tcp_port: int
 ) -> None:
     urls = [f"{scheme}://user:pw@127.0.0.1:{closed_tcp_port}/" for scheme in REGISTRY]
-    results = run_many_sync(urls, ProbeConfig(count=2, interval_ms=10, timeout_s=5))
+    results = run_many_sync(
+        urls, ProbeConfig(count=2, interval_ms=10, timeout_s=5), allowed_networks=allow_loopback
+    )
     for scheme, result in zip(REGISTRY, results, strict=True):
         shape = result.model_dump(mode="json")
         assert list(shape) == [
             "kind", "target", "address", "ok", "samples", "succeeded", "loss", "latency_ms",
-            "jitter_ms", "phases_ms", "throughput_bps", "details", "error",
+            "jitter_ms", "phases_ms", "throughput_bps", "details", "error", "failure",
         ]  # fmt: skip
         assert list(shape["phases_ms"]) == ["dns", "connect", "tls", "ttfb", "transfer"]
         assert shape["kind"] == scheme and shape["address"] == "127.0.0.1"
@@ -410,4 +439,5 @@ def test_every_scheme_reports_a_closed_port_in_the_contract_shape(
         assert shape["latency_ms"] is None and shape["jitter_ms"] is None
         expected = "port unreachable" if scheme == "udp" else "connection refused"
         assert shape["error"] is not None and expected in shape["error"], (scheme, shape)
+        assert shape["failure"] == "refused", (scheme, shape)
         assert "pw" not in json.dumps(shape), scheme

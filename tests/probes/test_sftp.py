@@ -141,14 +141,16 @@ def test_through_the_runner_with_throughput_and_no_password_in_output(
     allow_loopback: str, server: SSHServerInfo
 ) -> None:
     url = f"sftp://{SSH_USER}:{SSH_PASSWORD}@127.0.0.1:{server.port}/pub"
-    result = run_probe_sync(url, ProbeConfig(count=3, interval_ms=10, throughput=True))
+    result = run_probe_sync(
+        url, ProbeConfig(count=3, interval_ms=10, throughput=True), allowed_networks=allow_loopback
+    )
     assert result.ok and result.succeeded == 3
     assert result.throughput_bps is not None and result.throughput_bps > 0
     assert result.details["entries"] == len(SIZES) + 1
     assert SSH_PASSWORD not in result.model_dump_json()
 
     wrong = url.replace(SSH_PASSWORD, "Wr0ng-Pa55")
-    failed = run_probe_sync(wrong, ProbeConfig(count=1))
+    failed = run_probe_sync(wrong, ProbeConfig(count=1), allowed_networks=allow_loopback)
     assert not failed.ok and failed.error == "authentication failed"
     assert "Wr0ng-Pa55" not in failed.model_dump_json()
 
@@ -173,8 +175,10 @@ def test_the_probe_command_never_echoes_the_password(server: SSHServerInfo) -> N
 
 def test_no_descriptors_leak_over_many_samples(allow_loopback: str, server: SSHServerInfo) -> None:
     url = f"sftp://{SSH_USER}:{SSH_PASSWORD}@127.0.0.1:{server.port}/pub"
-    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10))
+    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10), allowed_networks=allow_loopback)
     baseline = fd_count()
-    result = run_probe_sync(url, ProbeConfig(count=40, interval_ms=10, throughput=True))
+    result = run_probe_sync(
+        url, ProbeConfig(count=40, interval_ms=10, throughput=True), allowed_networks=allow_loopback
+    )
     assert result.succeeded == 40
     wait_until(lambda: fd_count() <= baseline, what="descriptors back to the baseline")

@@ -118,7 +118,11 @@ def test_soap_over_https_with_a_trusted_ca(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_run_probe_soap(web: Server, allow_loopback: str) -> None:
     result = asyncio.run(
-        run_probe(soap_url(web, "/soap-ok"), ProbeConfig(count=2, interval_ms=10, timeout_s=2))
+        run_probe(
+            soap_url(web, "/soap-ok"),
+            ProbeConfig(count=2, interval_ms=10, timeout_s=2),
+            allowed_networks=allow_loopback,
+        )
     )
     assert result.ok and result.kind == "soap+http" and result.succeeded == 2
     assert result.details["soap"]["fault"] is None

@@ -163,7 +163,11 @@ def test_a_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopbac
     timeout = 2.0  # a margin of 10% must exceed scheduling noise on a busy machine
     with silent_listener() as port:
         started = time.monotonic()
-        result = run_probe_sync(f"ssh://127.0.0.1:{port}", ProbeConfig(count=1, timeout_s=timeout))
+        result = run_probe_sync(
+            f"ssh://127.0.0.1:{port}",
+            ProbeConfig(count=1, timeout_s=timeout),
+            allowed_networks=allow_loopback,
+        )
         elapsed = time.monotonic() - started
     assert not result.ok
     assert result.error is not None and "timed out" in result.error
@@ -175,7 +179,9 @@ def test_through_the_runner_every_sample_is_a_new_connection(
 ) -> None:
     before = server.counters.connections
     result = run_probe_sync(
-        f"ssh://127.0.0.1:{server.port}", ProbeConfig(count=3, interval_ms=10, timeout_s=5)
+        f"ssh://127.0.0.1:{server.port}",
+        ProbeConfig(count=3, interval_ms=10, timeout_s=5),
+        allowed_networks=allow_loopback,
     )
     assert result.ok and result.succeeded == 3 and result.kind == "ssh"
     assert result.details["host_key_fingerprint"] == server.host_key.get_fingerprint("sha256")
@@ -205,8 +211,12 @@ def test_the_probe_command_prints_the_json_object(server: SSHServerInfo) -> None
 
 def test_no_descriptors_leak_over_many_samples(allow_loopback: str, server: SSHServerInfo) -> None:
     url = f"ssh://127.0.0.1:{server.port}"
-    run_probe_sync(url, ProbeConfig(count=2, interval_ms=10))  # warm imports and executors
+    run_probe_sync(
+        url, ProbeConfig(count=2, interval_ms=10), allowed_networks=allow_loopback
+    )  # warm imports and executors
     baseline = fd_count()
-    result = run_probe_sync(url, ProbeConfig(count=60, interval_ms=10))
+    result = run_probe_sync(
+        url, ProbeConfig(count=60, interval_ms=10), allowed_networks=allow_loopback
+    )
     assert result.succeeded == 60
     wait_until(lambda: fd_count() <= baseline, what="descriptors back to the baseline")

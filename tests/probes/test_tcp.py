@@ -16,7 +16,7 @@ from probes.base import ProbeConfig, ProbeError, Sample
 from probes.guard import resolve_target
 from probes.responder import Responder
 from probes.runner import run_probe_sync
-from tests.probes.conftest import TCPListener, wait_until
+from tests.probes.conftest import LOOPBACK_NETWORKS, TCPListener, wait_until
 
 Handler = Callable[[socket.socket], None]
 Scripted = Callable[[Handler], "ScriptedServer"]
@@ -77,7 +77,7 @@ def read_line(conn: socket.socket) -> bytes:
 
 def sample(url: str, config: ProbeConfig) -> Sample:
     async def go() -> Sample:
-        target = await resolve_target(url)
+        target = await resolve_target(url, allowed_networks=LOOPBACK_NETWORKS)
         return await tcp.probe(target, config, time.monotonic() + config.timeout_s)
 
     return asyncio.run(go())
@@ -95,7 +95,11 @@ def test_ipv6_loopback(allow_loopback: str) -> None:
         server.bind(("::1", 0))
         server.listen(4)
         port = server.getsockname()[1]
-        result = run_probe_sync(f"tcp://[::1]:{port}", ProbeConfig(count=2, interval_ms=10))
+        result = run_probe_sync(
+            f"tcp://[::1]:{port}",
+            ProbeConfig(count=2, interval_ms=10),
+            allowed_networks=allow_loopback,
+        )
     assert result.ok and result.address == "::1" and result.succeeded == 2
 
 
@@ -106,7 +110,9 @@ def test_a_closed_port_raises_refused(allow_loopback: str, closed_tcp_port: int)
 
 def test_throughput_against_the_responder(allow_loopback: str, responder: Responder) -> None:
     config = ProbeConfig(count=2, interval_ms=10, timeout_s=10, throughput=True)
-    result = run_probe_sync(f"tcp://127.0.0.1:{responder.tcp_port}", config)
+    result = run_probe_sync(
+        f"tcp://127.0.0.1:{responder.tcp_port}", config, allowed_networks=allow_loopback
+    )
     assert result.ok and result.succeeded == 2, result.error
     assert result.throughput_bps is not None and result.throughput_bps > 0
     assert result.details["bytes_read"] == config.read_cap
@@ -148,7 +154,9 @@ def test_a_slow_stream_is_cut_and_still_measured(allow_loopback: str, scripted: 
     server = scripted(endless)
     config = ProbeConfig(count=1, timeout_s=2.0, throughput=True)
     started = time.monotonic()
-    result = run_probe_sync(f"tcp://127.0.0.1:{server.port}", config)
+    result = run_probe_sync(
+        f"tcp://127.0.0.1:{server.port}", config, allowed_networks=allow_loopback
+    )
     assert result.ok, result.error
     assert result.details["time_bounded"] is True
     assert result.throughput_bps is not None and result.throughput_bps > 0
@@ -178,7 +186,9 @@ def test_a_silent_server_ends_as_a_timeout(allow_loopback: str, silent_tcp: TCPL
     # It accepts but never answers SEND: the sample times out on schedule.
     started = time.monotonic()
     result = run_probe_sync(
-        f"tcp://127.0.0.1:{silent_tcp.port}", ProbeConfig(count=1, timeout_s=2.0, throughput=True)
+        f"tcp://127.0.0.1:{silent_tcp.port}",
+        ProbeConfig(count=1, timeout_s=2.0, throughput=True),
+        allowed_networks=allow_loopback,
     )
     assert not result.ok and result.error == "timed out after 2 s"
     assert time.monotonic() - started <= 2.2

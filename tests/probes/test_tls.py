@@ -120,7 +120,11 @@ def test_plain_tcp_peer_is_a_clean_tls_error() -> None:
 def test_run_probe_tls(certs: Certificates, trust_ca: Path, allow_loopback: str) -> None:
     with running(start_http(certs.trusted())) as server:
         result = asyncio.run(
-            run_probe(tls_url(server), ProbeConfig(count=3, interval_ms=10, timeout_s=2))
+            run_probe(
+                tls_url(server),
+                ProbeConfig(count=3, interval_ms=10, timeout_s=2),
+                allowed_networks=allow_loopback,
+            )
         )
 
     assert result.ok and result.kind == "tls" and result.succeeded == 3
@@ -196,7 +200,11 @@ def test_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback:
 
         async def go() -> tuple[float, bool, str | None]:
             started = time.monotonic()
-            result = await run_probe(tls_url(server), ProbeConfig(count=1, timeout_s=timeout))
+            result = await run_probe(
+                tls_url(server),
+                ProbeConfig(count=1, timeout_s=timeout),
+                allowed_networks=allow_loopback,
+            )
             return time.monotonic() - started, result.ok, result.error
 
         elapsed, ok, error = asyncio.run(go())

@@ -13,12 +13,12 @@ from probes.base import ProbeConfig, ProbeError, Sample
 from probes.guard import resolve_target
 from probes.responder import Responder
 from probes.runner import run_probe_sync
-from tests.probes.conftest import UDPEchoServer, wait_until
+from tests.probes.conftest import LOOPBACK_NETWORKS, UDPEchoServer, wait_until
 
 
 def sample(url: str, timeout_s: float = 1.0) -> Sample:
     async def go() -> Sample:
-        target = await resolve_target(url)
+        target = await resolve_target(url, allowed_networks=LOOPBACK_NETWORKS)
         async with asyncio.timeout(timeout_s):
             return await udp.probe(target, ProbeConfig(), time.monotonic() + timeout_s)
 
@@ -43,7 +43,11 @@ class WrongAnswers(UDPEchoServer):
 
 
 def test_rfc862_echo(allow_loopback: str, udp_echo: int) -> None:
-    result = run_probe_sync(f"udp://127.0.0.1:{udp_echo}", ProbeConfig(count=5, interval_ms=10))
+    result = run_probe_sync(
+        f"udp://127.0.0.1:{udp_echo}",
+        ProbeConfig(count=5, interval_ms=10),
+        allowed_networks=allow_loopback,
+    )
     assert result.ok and (result.samples, result.succeeded, result.loss) == (5, 5, 0.0)
     assert result.latency_ms is not None and result.latency_ms.min > 0
     assert result.jitter_ms is not None
@@ -55,7 +59,9 @@ def test_a_lossy_echo_gives_one_third_loss(
 ) -> None:
     server = udp_echo_factory(drop_every=3)
     result = run_probe_sync(
-        f"udp://127.0.0.1:{server.port}", ProbeConfig(count=9, interval_ms=10, timeout_s=0.3)
+        f"udp://127.0.0.1:{server.port}",
+        ProbeConfig(count=9, interval_ms=10, timeout_s=0.3),
+        allowed_networks=allow_loopback,
     )
     assert server.received == 9 and server.echoed == 6
     assert (result.samples, result.succeeded) == (9, 6)
@@ -65,7 +71,9 @@ def test_a_lossy_echo_gives_one_third_loss(
 
 def test_the_responder_echoes(allow_loopback: str, responder: Responder) -> None:
     result = run_probe_sync(
-        f"udp://127.0.0.1:{responder.udp_port}", ProbeConfig(count=4, interval_ms=10)
+        f"udp://127.0.0.1:{responder.udp_port}",
+        ProbeConfig(count=4, interval_ms=10),
+        allowed_networks=allow_loopback,
     )
     assert result.ok and result.succeeded == 4
     echo = responder.echo
@@ -92,7 +100,9 @@ def test_a_reply_for_another_sample_is_not_counted(allow_loopback: str) -> None:
 def test_answers_that_are_no_echo_are_lost_samples(allow_loopback: str) -> None:
     with WrongAnswers().start() as server:
         result = run_probe_sync(
-            f"udp://127.0.0.1:{server.port}", ProbeConfig(count=2, interval_ms=10, timeout_s=0.2)
+            f"udp://127.0.0.1:{server.port}",
+            ProbeConfig(count=2, interval_ms=10, timeout_s=0.2),
+            allowed_networks=allow_loopback,
         )
     assert not result.ok and result.loss == 1.0
     assert result.error == "timed out after 0.2 s"
@@ -106,5 +116,9 @@ def test_every_payload_is_unique() -> None:
 
 def test_ipv6_echo(allow_loopback: str) -> None:
     with UDPEchoServer(host="::1").start() as server:
-        result = run_probe_sync(f"udp://[::1]:{server.port}", ProbeConfig(count=2, interval_ms=10))
+        result = run_probe_sync(
+            f"udp://[::1]:{server.port}",
+            ProbeConfig(count=2, interval_ms=10),
+            allowed_networks=allow_loopback,
+        )
     assert result.ok and result.address == "::1"

@@ -105,7 +105,9 @@ def test_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback:
         async def go() -> tuple[float, bool, str | None]:
             started = time.monotonic()
             result = await run_probe(
-                f"ws://127.0.0.1:{server.port}/", ProbeConfig(count=1, timeout_s=timeout)
+                f"ws://127.0.0.1:{server.port}/",
+                ProbeConfig(count=1, timeout_s=timeout),
+                allowed_networks=allow_loopback,
             )
             return time.monotonic() - started, result.ok, result.error
 
@@ -118,7 +120,11 @@ def test_silent_server_times_out_within_timeout_plus_ten_percent(allow_loopback:
 def test_run_probe_ws_reports_upgrade_and_echo_medians(allow_loopback: str) -> None:
     with running(start_websocket(echo=True)) as server:
         result = asyncio.run(
-            run_probe(ws_url(server), ProbeConfig(count=3, interval_ms=10, timeout_s=2))
+            run_probe(
+                ws_url(server),
+                ProbeConfig(count=3, interval_ms=10, timeout_s=2),
+                allowed_networks=allow_loopback,
+            )
         )
 
     assert result.ok and result.kind == "ws" and result.succeeded == 3
@@ -135,9 +141,11 @@ def test_no_descriptor_leaks_over_many_ws_samples(echo: bool, allow_loopback: st
     with running(start_websocket(echo=echo)) as server:
         config = ProbeConfig(count=100 if echo else 3, interval_ms=10, timeout_s=3)
         url = f"ws://127.0.0.1:{server.port}/"
-        asyncio.run(run_probe(url, config.model_copy(update={"count": 2})))  # warm up
+        asyncio.run(
+            run_probe(url, config.model_copy(update={"count": 2}), allowed_networks=allow_loopback)
+        )  # warm up
         before = open_fds()
-        result = asyncio.run(run_probe(url, config))
+        result = asyncio.run(run_probe(url, config, allowed_networks=allow_loopback))
         # The server runs in this process too and may close its side a moment later;
         # a descriptor the probe leaked would never go away.
         wait_until(lambda: set(open_fds()) <= set(before), what="descriptors to be released")

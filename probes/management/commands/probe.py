@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from probes.base import (
@@ -24,12 +25,13 @@ from probes.base import (
     MAX_REDIRECTS,
     MAX_TIMEOUT_S,
     MIN_INTERVAL_MS,
+    IPNetwork,
     ProbeConfig,
     ProbeResult,
     Sample,
     Target,
 )
-from probes.guard import GuardError, mask_url
+from probes.guard import ENV_ALLOWED, GuardError, mask_url, parse_networks
 from probes.registry import schemes
 from probes.runner import run_probe_sync, summarize
 
@@ -98,6 +100,7 @@ class Command(BaseCommand):
     def _probe(self, options: dict[str, Any]) -> None:
         url = str(options["url"])
         config = self._config(options)
+        networks = self._allowed_networks()
         as_json = options["format"] == "json"
         header = self._print_header(config)
         # Kept so that Ctrl-C can still report what was measured, as ping does.
@@ -115,7 +118,9 @@ class Command(BaseCommand):
                 self._print_sample(index, sample)
 
         try:
-            result = run_probe_sync(url, config, on_sample=on_sample, on_target=on_target)
+            result = run_probe_sync(
+                url, config, allowed_networks=networks, on_sample=on_sample, on_target=on_target
+            )
         except GuardError as exc:
             self._exit(EXIT_INVALID, f"{mask_url(url)}: {exc}")
         except KeyboardInterrupt:
@@ -129,6 +134,17 @@ class Command(BaseCommand):
             self.stdout.write(render_summary(result))
         if not result.ok:
             self._exit(EXIT_NOT_ANSWERED, f"{result.target}: {result.error or 'no answer'}")
+
+    def _allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """The operator's policy: the environment's PROBE_ALLOWED_NETWORKS when it is
+        set (even empty), else Django's setting of that name; the guard reads neither."""
+        raw = os.environ.get(ENV_ALLOWED)
+        if raw is None:
+            raw = str(getattr(settings, ENV_ALLOWED, "") or "")
+        try:
+            return parse_networks(raw)
+        except GuardError as exc:
+            self._exit(EXIT_INVALID, str(exc))
 
     def _config(self, options: dict[str, Any]) -> ProbeConfig:
         count, interval, timeout = options["count"], options["interval"], options["timeout"]
