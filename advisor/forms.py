@@ -20,7 +20,7 @@ from django import forms
 from django.utils import timezone
 
 from advisor import vocabulary
-from advisor.selectors import decision_list_for_user
+from advisor.selectors import decision_choices_for_user
 from advisor.usecase import (
     FIELDS,
     UseCase,
@@ -436,7 +436,7 @@ class CompareForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        queryset = decision_list_for_user(user=user).only("pk", "title", "revision", "created_at")
+        queryset = decision_choices_for_user(user=user)
         for name in ("a", "b"):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)

@@ -89,6 +89,13 @@ def decision_list_for_user(*, user: User | AnonymousUser) -> QuerySet[Decision]:
     return Decision.objects.filter(owner_id=user.pk).prefetch_related("share_links")
 
 
+def decision_choices_for_user(*, user: User | AnonymousUser) -> QuerySet[Decision]:
+    """The user's decisions, newest first, with only what a list of choices shows."""
+    if not user.is_authenticated:
+        return Decision.objects.none()
+    return Decision.objects.filter(owner_id=user.pk).only("pk", "title", "revision", "created_at")
+
+
 def decision_get_for_user(*, user: User | AnonymousUser, decision_id: int) -> Decision | None:
     """The decision if ``user`` owns it, else None (so others get a 404, not a 403)."""
     return decision_list_for_user(user=user).filter(pk=decision_id).first()

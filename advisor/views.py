@@ -431,11 +431,7 @@ def decision_detail(request: HttpRequest, decision_id: int) -> HttpResponse:
     token = _fresh_token(request, decision)
     is_owner = request.user.is_authenticated and decision.owner_id == request.user.pk
     others = (
-        list(
-            selectors.decision_list_for_user(user=request.user)
-            .exclude(pk=decision.pk)
-            .only("pk", "title", "revision", "created_at")[:100]
-        )
+        list(selectors.decision_choices_for_user(user=request.user).exclude(pk=decision.pk)[:100])
         if is_owner
         else []
     )
