@@ -27,18 +27,29 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, Field
-
+from advisor import evidence_rules, vocabulary
+from advisor.evidence import Measurement
 from advisor.knowledge import DERIVED, KB_VERSION, KNOWLEDGE, METHODS, KnowledgeBase
+from advisor.recommendation import (
+    CONFIDENCE_LABELS,
+    Confidence,
+    Flip,
+    MethodResult,
+    Reason,
+    Recommendation,
+    SourceRef,
+)
 from advisor.usecase import BOOLEAN_FIELDS, CHOICES, MAX_LATENCY_MS, UseCase
 
 __all__ = [
     "KB_VERSION",
     "METHODS",
-    "Factor",
+    "Confidence",
     "Flip",
     "MethodResult",
+    "Reason",
     "Recommendation",
+    "SourceRef",
     "method_label",
     "recommend",
     "recommend_json",
@@ -50,61 +61,6 @@ SCORE_SCALE = 4.0
 PENALTY = 1e6
 MAX_FLIPS_PER_METHOD = 6
 ROW_CACHE_SIZE = 512  # per rule; numbers make the distinct answers unbounded
-
-
-# --------------------------------------------------------------------------
-# Output types: the contract the web app, the API and `advise` build on.
-
-
-class Factor(BaseModel):
-    """One rule's effect on one method: which answer, how much, and why."""
-
-    rule: str = Field(description="Rule id in the knowledge base.")
-    fields: list[str] = Field(description="The use-case fields the rule reads.")
-    answer: str = Field(description="The answers as the user gave them, e.g. 'realtime = true'.")
-    weight: float = Field(description="Points added to (or taken from) the method's raw score.")
-    text: str
-    source: str = Field(description="Source id in the knowledge base.")
-    source_title: str = ""
-    source_url: str = ""
-
-
-class MethodResult(BaseModel):
-    method: str
-    label: str = ""
-    implementation: str | None = None
-    implementation_reason: str | None = None
-    score: float = Field(description="0..1; 0 for a method ruled out.")
-    raw_score: float = 0.0
-    excluded: bool = False
-    exclusions: list[str] = Field(default_factory=list)
-    reasons: list[str] = Field(default_factory=list)
-    caveats: list[str] = Field(default_factory=list)
-    factors: list[Factor] = Field(default_factory=list)
-
-
-class Flip(BaseModel):
-    """A single answer that, changed, would change the recommendation."""
-
-    for_method: str = Field(description="The top-two method this flip concerns.")
-    field: str
-    current: Any
-    value: Any
-    winner: str = Field(description="The method that would rank first.")
-    change: str = Field("", description="The change in words, e.g. 'latency_ms were 10 (now 500)'.")
-    text: str
-
-
-class Recommendation(BaseModel):
-    version: int = 1
-    kb_version: str = ""
-    ranking: list[MethodResult]
-    warnings: list[str] = Field(default_factory=list)
-    what_would_change: list[Flip] = Field(default_factory=list)
-
-    def contract_json(self) -> dict[str, Any]:
-        """The ``advise --format json`` object: the contract's fields plus our additions."""
-        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------
@@ -261,8 +217,8 @@ class ScoringRule:
         if rows is None:
             answer = _answer_text(self.fields, values)
             rows = tuple(
-                (m, sort_key, {**static, "answer": answer}, answer + tail)
-                for m, sort_key, static, tail in self.display
+                (m, weight, {**static, "answer": answer}, f"{answer}: {tail}")
+                for m, weight, static, tail in self.display
             )
             if len(self.row_cache) < ROW_CACHE_SIZE:
                 self.row_cache[key] = rows
@@ -270,23 +226,22 @@ class ScoringRule:
 
     @cached_property
     def display(self) -> tuple[tuple[int, float, dict[str, Any], str], ...]:
-        """Per effect: method, sort key, the factor without its answer, the reason's tail.
+        """Per effect: method, weight, the reason without its answer, the string's tail.
 
-        Built once per rule, so a recommendation only adds the answers it was given."""
+        Built once per rule, so a recommendation only adds the answers it was given.
+        Effects of no weight are no reason for or against anything: left out."""
         out = []
         for m, weight, text, sid, title, url in self.effects:
-            factor = {
+            if weight == 0:
+                continue
+            reason = {
                 "rule": self.rule_id,
                 "fields": list(self.fields),
                 "weight": weight,
                 "text": text,
-                "source": sid,
-                "source_title": title,
-                "source_url": url,
+                "source": {"id": sid, "title": title, "url": url},
             }
-            out.append(
-                (m, -abs(weight), factor, f" ({_sign(weight)}{abs(weight):g}): {text} [{title}]")
-            )
+            out.append((m, weight, reason, f"{text} [{title}]"))
         return tuple(out)
 
 
@@ -625,7 +580,7 @@ def _fill(item: Attached, values: Values) -> str:
 
 
 def _answer_text(fields: tuple[str, ...], values: Values) -> str:
-    return ", ".join(f"{name} = {_show(values[name])}" for name in fields)
+    return "; ".join(vocabulary.answer_text(name, values[name]) for name in fields)
 
 
 @dataclass
@@ -665,37 +620,57 @@ def _order(raw: list[float], excluded_by: list[int]) -> list[int]:
     return sorted(range(N), key=lambda m: (excluded_by[m], -raw[m], m))
 
 
-def _first(row: tuple[float, dict[str, Any], str]) -> float:
-    return row[0]
+def _by_weight(row: tuple[float, dict[str, Any], str]) -> float:
+    return -abs(row[0])
 
 
-def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]:
+def _method_results(
+    state: _State, order: list[int], c: Compiled, weighed: evidence_rules.EvidenceOutcome
+) -> list[dict[str, Any]]:
     values = state.values
-    # per method: (sort key, factor, reason)
+    # per method: (weight, reason, contract string)
     rows: list[list[tuple[float, dict[str, Any], str]]] = [[] for _ in range(N)]
     rules = [state.fit] + [r for r in c.scoring if state.matched[r.index]]
     for rule in rules:
-        for m, key, factor, reason in rule.rows(values):
-            rows[m].append((key, factor.copy(), reason))
+        for m, weight, reason, line in rule.rows(values):
+            rows[m].append((weight, {**reason, "fields": list(reason["fields"])}, line))
+    for ev in weighed.reasons:
+        src = c.kb.sources[ev.source]
+        reason = {
+            "rule": ev.rule,
+            "fields": [],
+            "answer": "Measured",
+            "weight": ev.weight,
+            "text": ev.text,
+            "source": {"id": ev.source, "title": src.title, "url": src.url},
+        }
+        rows[METHOD_INDEX[ev.method]].append((ev.weight, reason, f"{ev.text} [{src.title}]"))
     exclusions: list[list[str]] = [[] for _ in range(N)]
     for excl in c.exclusions:
         if state.excl_matched[excl.index]:
             line = f"{_answer_text(excl.fields, values)}: {excl.text}"
             for m in excl.methods:
                 exclusions[m].append(line)
+    for method, entries in weighed.ruled_out.items():
+        exclusions[METHOD_INDEX[method]].extend(text for _, text in entries)
     caveats: list[list[str]] = [[] for _ in range(N)]
     for cav in c.caveats:
         if cav.pred(values):
             line = _fill(cav, values)
             for m in cav.methods:
                 caveats[m].append(line)
+    for method, texts in weighed.caveats.items():
+        caveats[METHOD_INDEX[method]].extend(texts)
     size = values["message_bytes"]
     for m, limits in c.limits.items():
         exceeded = [limit for limit in limits if size > limit[0]]
         if exceeded:
             caveats[m].append(
-                f"{size:,}-byte messages exceed the limit of "
-                + ", ".join(f"{name} ({limit:,} bytes)" for limit, name, _ in exceeded)
+                f"{vocabulary.format_bytes(size)} messages exceed the limit of "
+                + ", ".join(
+                    f"{name} ({vocabulary.format_exact_bytes(limit)})"
+                    for limit, name, _ in exceeded
+                )
                 + " ["
                 + "; ".join(dict.fromkeys(title for _, _, title in exceeded))
                 + "]"
@@ -709,23 +684,42 @@ def _method_results(state: _State, order: list[int], c: Compiled) -> list[dict[s
                 break
         excluded = state.excluded_by[m] > 0
         raw = round(state.raw[m], 3)
-        ranked = sorted(rows[m], key=_first)
+        ranked = sorted(rows[m], key=_by_weight)
         results.append(
             {
                 "method": METHODS[m],
                 "label": c.labels[METHODS[m]],
                 "implementation": implementation,
+                "implementation_label": implementation,
                 "implementation_reason": implementation_reason,
+                "pattern": None,
                 "score": 0.0 if excluded else round(1.0 / (1.0 + math.exp(-raw / SCORE_SCALE)), 3),
-                "raw_score": raw,
+                "feasible": not excluded,
                 "excluded": excluded,
                 "exclusions": exclusions[m],
-                "reasons": [row[2] for row in ranked],
+                "reasons": [row[2] for row in ranked if row[0] > 0]
+                + [row[2] for row in ranked if row[0] < 0],
+                "reasons_for": [row[1] for row in ranked if row[0] > 0],
+                "reasons_against": [row[1] for row in ranked if row[0] < 0],
                 "caveats": exclusions[m] + caveats[m],
-                "factors": [row[1] for row in ranked],
             }
         )
     return results
+
+
+def _confidence(state: _State, order: list[int]) -> dict[str, Any]:
+    first, second = order[0], order[1]
+    if state.excluded_by[first]:
+        level, text = "close", "Every method is ruled out: see the conflicts."
+        margin = 0.0
+    elif state.excluded_by[second]:
+        level, margin = "clear", round(state.raw[first], 3)
+        text = "It is the only method that meets every hard constraint."
+    else:
+        margin = round(state.raw[first] - state.raw[second], 3)
+        level = "clear" if margin >= 3 else "likely" if margin >= 1 else "close"
+        text = f"{margin:g} points ahead of the runner-up."
+    return {"level": level, "label": CONFIDENCE_LABELS[level], "margin": margin, "text": text}
 
 
 # --------------------------------------------------------------------------
@@ -846,7 +840,12 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
         )
         for (_, field, winner), (_, value) in rows[:MAX_FLIPS_PER_METHOD]:
             current = values[field]
-            change = f"{field} were {_readable(value)} (now {_readable(current)})"
+            short = vocabulary.FIELDS[field].short
+            change = (
+                f"{short.lower()} were {vocabulary.bound_text(field, value)}"
+                if value is not None
+                else f"{short.lower()} were {vocabulary.value_text(field, None)}"
+            ) + f" (now {vocabulary.value_text(field, current)})"
             if target == first:
                 text = (
                     f"If {change}, {labels[METHODS[winner]]} would rank first instead of "
@@ -861,8 +860,10 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
                 {
                     "for_method": METHODS[target],
                     "field": field,
+                    "label": short,
                     "current": current,
                     "value": value,
+                    "threshold": value,
                     "winner": METHODS[winner],
                     "change": change,
                     "text": text,
@@ -875,33 +876,59 @@ def _flips(state: _State, order: list[int], c: Compiled) -> list[dict[str, Any]]
 # The entry point.
 
 
-def recommend_json(usecase: UseCase, *, explain_changes: bool = True) -> dict[str, Any]:
-    """Rank all eleven methods for a use case: the ``advise --format json`` object.
+def recommend(
+    usecase: UseCase,
+    *,
+    evidence: Iterable[Measurement] = (),
+    explain_changes: bool = True,
+) -> Recommendation:
+    """Rank all eleven methods for a use case, weighing any measurements of its servers.
 
-    Built directly as JSON-ready data (the form every caller stores or sends), so the
-    hot path pays for no model validation; :class:`Recommendation` describes its
-    shape, and the tests check that every answer validates against it.
-    ``explain_changes`` adds the single answers that would flip the top two.
+    ``explain_changes`` adds the single answers that would flip the first pick.
     """
     c = COMPILED
     state = _score(_with_derived(dict(usecase.__dict__)), c)
+    weighed = evidence_rules.weigh(usecase, evidence, c.kb, c.labels)
+    for ev in weighed.reasons:
+        state.raw[METHOD_INDEX[ev.method]] += ev.weight
+    for method in weighed.ruled_out:
+        state.excluded_by[METHOD_INDEX[method]] += 1
     order = _order(state.raw, state.excluded_by)
     warnings = [_fill(w, state.values) for w in c.warnings if w.pred(state.values)]
+    warnings += weighed.warnings
+    conflicts: list[str] = []
     if all(state.excluded_by):
         warnings.insert(
             0,
             "Every method is ruled out by a hard constraint: the answers contradict each other. "
             "The ranking puts the methods ruled out by the fewest constraints first.",
         )
-    return {
+        conflicts = sorted(
+            {
+                vocabulary.FIELDS[f].short
+                for e in c.exclusions
+                if state.excl_matched[e.index]
+                for f in e.fields
+            }
+        )
+    data = {
         "version": 1,
         "kb_version": KB_VERSION,
-        "ranking": _method_results(state, order, c),
+        "ranking": _method_results(state, order, c, weighed),
         "warnings": warnings,
         "what_would_change": _flips(state, order, c) if explain_changes else [],
+        "confidence": _confidence(state, order),
+        "conflicts": conflicts,
+        "evidence": weighed.notes,
     }
+    return Recommendation.model_validate(data)
 
 
-def recommend(usecase: UseCase, *, explain_changes: bool = True) -> Recommendation:
-    """The same recommendation as :func:`recommend_json`, as typed objects."""
-    return Recommendation.model_validate(recommend_json(usecase, explain_changes=explain_changes))
+def recommend_json(
+    usecase: UseCase,
+    *,
+    evidence: Iterable[Measurement] = (),
+    explain_changes: bool = True,
+) -> dict[str, Any]:
+    """The ``advise --format json`` object of :func:`recommend`."""
+    return recommend(usecase, evidence=evidence, explain_changes=explain_changes).contract_json()

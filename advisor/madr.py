@@ -8,12 +8,13 @@ exactly what the share page says, whatever the engine says today.
 from __future__ import annotations
 
 import html
-import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from advisor import vocabulary
 from advisor.models import Decision
+from advisor.presenting import distinct_flips
+from advisor.recommendation import MethodResult, Reason, Recommendation
 from advisor.usecase import UseCase
 
 _DEFAULTS: dict[str, Any] = {
@@ -55,25 +56,16 @@ def _clause(text: Any) -> str:
     return line
 
 
-def _weight(factor: Any) -> float:
-    """A factor's points; anything unreadable counts as none rather than breaking the export."""
-    try:
-        value = float(factor.get("weight", 0) or 0) if isinstance(factor, dict) else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-    return value if value == value else 0.0  # NaN counts as none too
+def _label(item: MethodResult) -> str:
+    label = item.label or item.method or "?"
+    implementation = item.implementation_label or item.implementation
+    return f"{label} ({implementation})" if implementation else label
 
 
-def _label(item: dict[str, Any]) -> str:
-    label = item.get("label") or item.get("method") or "?"
-    implementation = item.get("implementation")
-    return f"{label} ({implementation})" if implementation else str(label)
-
-
-def _score(item: dict[str, Any]) -> str:
+def _score(item: MethodResult) -> str:
     # Rounded half up, as the page shows it (Django's floatformat), so both agree.
     try:
-        score = Decimal(str(float(item.get("score", 0.0))))
+        score = Decimal(str(float(item.score)))
     except (TypeError, ValueError, ArithmeticError):
         return "?"
     if not score.is_finite():
@@ -94,66 +86,53 @@ def _drivers(usecase: dict[str, Any]) -> list[str]:
     return drivers
 
 
-def _pros_cons(item: dict[str, Any]) -> list[str]:
-    lines = []
-    for exclusion in item.get("exclusions") or []:
-        lines.append(f"* Bad, because it is ruled out: {_clause(exclusion)}")
-    factors = sorted(item.get("factors") or [], key=lambda f: -abs(_weight(f)))
-    for factor in factors:
-        weight = _weight(factor)
-        kind = "Good" if weight > 0 else "Bad" if weight < 0 else "Neutral"
-        source = factor.get("source_title") or factor.get("source") or ""
-        cite = f" [{_line(source)}]" if source else ""
-        lines.append(
-            f"* {kind}, because {_clause(factor.get('text', ''))} "
-            f"({_line(factor.get('answer', ''))}; {weight:+.2f}){cite}"
-        )
-    for caveat in item.get("caveats") or []:
-        lines.append(f"* Neutral, but mind: {_line(caveat)}")
+def _cite(reason: Reason) -> str:
+    title = _line(reason.source.title or reason.source.id)
+    if not title:
+        return ""
+    url = reason.source.url
+    return f" [{title}]({url})" if url.startswith("http") else f" [{title}]"
+
+
+def _because(kind: str, reason: Reason) -> str:
+    answer = f" ({_line(reason.answer)})" if reason.answer else ""
+    return f"* {kind}, because {_clause(reason.text)}{answer}{_cite(reason)}"
+
+
+def _pros_cons(item: MethodResult) -> list[str]:
+    lines = [f"* Bad, because it is ruled out: {_clause(text)}" for text in item.exclusions]
+    lines += [_because("Good", r) for r in item.reasons_for]
+    lines += [_because("Bad", r) for r in item.reasons_against]
+    lines += [
+        f"* Neutral, but mind: {_line(caveat)}"
+        for caveat in item.caveats
+        if caveat not in item.exclusions
+    ]
     if not lines:
         lines.append("* Neutral, because no answer spoke for or against it")
     return lines
 
 
-def distinct_flips(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stored "what would change" entries, each change listed once.
-
-    The engine lists the changes that would put the runner-up first twice: once
-    for the winner ("would rank first instead of") and once for the runner-up
-    ("would overtake"). Both say the same thing, so a reader gets the first.
-    """
-    seen: set[tuple[str, str, str]] = set()
-    flips = []
-    for flip in result.get("what_would_change") or []:
-        if not isinstance(flip, dict):
-            continue
-        key = (
-            str(flip.get("field")),
-            json.dumps(flip.get("value"), sort_keys=True, default=str),
-            str(flip.get("winner")),
-        )
-        if key not in seen:
-            seen.add(key)
-            flips.append(flip)
-    return flips
-
-
-def _sources(ranking: list[dict[str, Any]]) -> list[str]:
+def _sources(ranking: list[MethodResult]) -> list[str]:
     seen: dict[str, str] = {}
     for item in ranking:
-        for factor in item.get("factors") or []:
-            title = factor.get("source_title") or factor.get("source")
+        for reason in [*item.reasons_for, *item.reasons_against]:
+            title = reason.source.title or reason.source.id
             if title and title not in seen:
-                seen[title] = factor.get("source_url") or ""
-    return [f"* [{_line(t)}]({u})" if u else f"* {_line(t)}" for t, u in seen.items()]
+                seen[title] = reason.source.url
+        if item.pattern is not None:
+            seen.setdefault(item.pattern.source.title, item.pattern.source.url)
+    return [
+        f"* [{_line(t)}]({u})" if u.startswith("http") else f"* {_line(t)}" for t, u in seen.items()
+    ]
 
 
 def decision_to_madr(decision: Decision) -> str:
     usecase: dict[str, Any] = decision.usecase if isinstance(decision.usecase, dict) else {}
-    result: dict[str, Any] = decision.result if isinstance(decision.result, dict) else {}
-    ranking: list[dict[str, Any]] = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
-    warnings = [str(w) for w in result.get("warnings") or []]
-    flips = distinct_flips(result)
+    recommendation = Recommendation.from_stored(decision.result)
+    ranking = recommendation.ranking if recommendation else []
+    warnings = recommendation.warnings if recommendation else []
+    flips = distinct_flips(recommendation) if recommendation else []
     title = _user_text(decision.title or usecase.get("title") or "") or "How the two servers talk"
     winner = ranking[0] if ranking else None
 
@@ -183,37 +162,46 @@ def decision_to_madr(decision: Decision) -> str:
     if warnings:
         out += ["", "Warnings raised by these answers:", ""]
         out += [f"* {_line(w)}" for w in warnings]
+    if recommendation and recommendation.conflicts:
+        out += ["", "Answers that conflict: " + ", ".join(recommendation.conflicts) + "."]
 
     out += ["", "## Considered Options", ""]
     for item in ranking:
-        suffix = " (ruled out)" if item.get("excluded") else ""
+        suffix = " (ruled out)" if item.excluded else ""
         out.append(f"* {_label(item)}: score {_score(item)}{suffix}")
 
     out += ["", "## Decision Outcome", ""]
-    if winner is None:
+    if winner is None or recommendation is None:
         out.append("No option was ranked.")
     else:
         out.append(f'Chosen option: "{_label(winner)}", because')
         out.append("")
-        out += [f"* {_line(r)}" for r in winner.get("reasons") or []]
-        if winner.get("implementation_reason"):
-            out.append(f"* Implementation: {_line(winner['implementation_reason'])}")
+        out += [f"* {_line(r)}" for r in winner.reasons]
+        if winner.implementation_reason:
+            out.append(f"* Implementation: {_line(winner.implementation_reason)}")
+        if winner.pattern is not None:
+            pattern = winner.pattern
+            out.append(
+                f"* Pattern: {_line(pattern.name)}: {_line(pattern.how)}"
+                + (f" [{_line(pattern.source.title)}]" if pattern.source.title else "")
+            )
+        confidence = recommendation.confidence
+        out += ["", f"Confidence: {_line(confidence.label)}. {_line(confidence.text)}"]
         out += ["", "### Consequences", ""]
-        goods = [
-            f"* Good, because {_clause(f.get('text', ''))}"
-            for f in winner.get("factors") or []
-            if _weight(f) > 0
-        ]
-        bads = [f"* Bad, because {_clause(c)}" for c in winner.get("caveats") or []]
-        bads += [
-            f"* Bad, because {_clause(f.get('text', ''))}"
-            for f in winner.get("factors") or []
-            if _weight(f) < 0
-        ]
+        goods = [f"* Good, because {_clause(r.text)}" for r in winner.reasons_for]
+        bads = [f"* Bad, because {_clause(c)}" for c in winner.caveats]
+        bads += [f"* Bad, because {_clause(r.text)}" for r in winner.reasons_against]
         out += goods + bads or ["* Neutral, because no consequence was recorded"]
         if flips:
             out += ["", "### What would change this decision", ""]
-            out += [f"* {_line(f.get('text', ''))}" for f in flips]
+            out += [f"* {_line(f.text)}" for f in flips]
+        if recommendation.evidence:
+            out += ["", "### Measurements weighed", ""]
+            out += [
+                f"* {_line(note.text)} (source: {_line(note.target)} from "
+                f"{_line(note.vantage_point)}, {note.measured_at:%Y-%m-%d %H:%M} UTC)"
+                for note in recommendation.evidence
+            ]
 
     out += ["", "## Pros and Cons of the Options", ""]
     for item in ranking:

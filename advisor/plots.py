@@ -1,4 +1,4 @@
-"""Plotly figures for a recommendation, built from the stored result. Pure.
+"""Plotly figures for a recommendation, built from the typed ranking. Pure.
 
 The figures are returned as plain JSON-ready dicts; the page embeds them in
 ``<script type="application/json">`` and ``static/js/charts.js`` draws them with
@@ -8,6 +8,7 @@ page, so nothing is lost without JavaScript.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
@@ -16,6 +17,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.utils import PlotlyJSONEncoder
+
+from advisor import vocabulary
+from advisor.recommendation import MethodResult
 
 # How many of the best methods the contribution chart compares: enough to see
 # why the winner won, few enough to stay readable on a phone.
@@ -35,37 +39,40 @@ def _as_json(fig: go.Figure) -> dict[str, Any]:
     return data
 
 
-def _number(value: Any) -> float:
-    try:
-        number = float(value or 0)
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) else 0.0
-
-
 def _two_places(value: float) -> str:
     # Half up, as Django's floatformat rounds the same score in the table below the chart.
     return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def _name(item: dict[str, Any]) -> str:
-    return str(item.get("label") or item.get("method") or "?")
+def _name(item: MethodResult) -> str:
+    return item.label or item.method
 
 
-def field_contributions(ranking: list[dict[str, Any]], top: int = TOP_N) -> dict[str, Any]:
-    """Per method (of the ``top`` best), the summed factor weight of each answer.
+MEASURED = "(measured)"
 
-    A factor that reads several fields is split evenly between them, so each
-    column still adds up to the method's raw score from its factors.
+
+def _field_label(field: str) -> str:
+    if field == MEASURED:
+        return "Measurements of your servers"
+    known = vocabulary.FIELDS.get(field)
+    return known.short if known else field
+
+
+def field_contributions(ranking: list[MethodResult], top: int = TOP_N) -> dict[str, Any]:
+    """Per method (of the ``top`` best), the summed weight of its reasons per answer.
+
+    A reason that rests on several answers is split evenly between them, so each
+    column adds up to the method's reasons; a measured reason counts under
+    "(measured)". ``labels`` are the answers' short names, in the order of ``fields``.
     """
-    methods = [item for item in ranking[:top] if isinstance(item, dict)]
+    methods = ranking[:top]
     per_method: list[dict[str, float]] = []
     fields: list[str] = []
     for item in methods:
         sums: dict[str, float] = {}
-        for factor in item.get("factors") or []:
-            names = [str(f) for f in factor.get("fields") or []] or ["(other)"]
-            share = _number(factor.get("weight")) / len(names)
+        for reason in [*item.reasons_for, *item.reasons_against]:
+            names = reason.fields or [MEASURED]
+            share = reason.weight / len(names) if math.isfinite(reason.weight) else 0.0
             for name in names:
                 sums[name] = sums.get(name, 0.0) + share
                 if name not in fields:
@@ -74,11 +81,12 @@ def field_contributions(ranking: list[dict[str, Any]], top: int = TOP_N) -> dict
     return {
         "methods": [_name(item) for item in methods],
         "fields": fields,
+        "labels": [_field_label(f) for f in fields],
         "z": [[round(sums.get(f, 0.0), 3) for sums in per_method] for f in fields],
     }
 
 
-def contribution_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
+def contribution_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
     """Heatmap: rows are answers, columns the best methods, colour the points given."""
     table = field_contributions(ranking)
     if not table["fields"]:
@@ -89,7 +97,7 @@ def contribution_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
         go.Heatmap(
             z=z,
             x=table["methods"],
-            y=table["fields"],
+            y=table["labels"],
             zmid=0,
             zmin=-peak,
             zmax=peak,
@@ -113,16 +121,16 @@ def contribution_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
     return _as_json(fig)
 
 
-def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
+def ranking_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
     """Horizontal bars of every method's score, best at the top, ruled-out ones grey."""
-    items = [item for item in ranking if isinstance(item, dict)]
+    items = list(ranking)
     if not items:
         return None
     colours = [
-        _EXCLUDED if item.get("excluded") else (_WINNER if i == 0 else _OTHER)
+        _EXCLUDED if item.excluded else (_WINNER if i == 0 else _OTHER)
         for i, item in enumerate(items)
     ]
-    scores = [_number(item.get("score")) for item in items]
+    scores = [item.score if math.isfinite(item.score) else 0.0 for item in items]
     fig = go.Figure(
         go.Bar(
             x=scores,
@@ -130,7 +138,7 @@ def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
             orientation="h",
             marker={"color": colours},
             text=[
-                "ruled out" if item.get("excluded") else _two_places(s)
+                "ruled out" if item.excluded else _two_places(s)
                 for item, s in zip(items, scores, strict=True)
             ],
             textposition="outside",
@@ -150,17 +158,20 @@ def ranking_figure(ranking: list[dict[str, Any]]) -> dict[str, Any] | None:
     return _as_json(fig)
 
 
-def figures(ranking: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def figures(ranking: list[MethodResult]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(ranking figure, contribution figure) for a stored ranking, memoised by content.
 
     A stored result never changes, and plotly's figure validation costs several
     milliseconds, so each process builds a shared page's figures once. The key is
-    the ranking itself, so an edited result gets new figures.
+    the ranking itself, so an edited result gets new figures; each caller gets its
+    own copy, so nothing it does reaches the memo.
     """
-    return _figures(json.dumps(ranking, sort_keys=True, default=str))
+    key = json.dumps([item.model_dump(mode="json") for item in ranking], sort_keys=True)
+    ranked, contributions = _figures(key)
+    return copy.deepcopy(ranked), copy.deepcopy(contributions)
 
 
 @lru_cache(maxsize=256)
 def _figures(key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    ranking = json.loads(key)
+    ranking = [MethodResult.model_validate(item) for item in json.loads(key)]
     return ranking_figure(ranking), contribution_figure(ranking)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from advisor import engine, plots
 from advisor.models import Decision, ShareLink
+from advisor.recommendation import Recommendation
 from advisor.selectors import token_hash
 from advisor.usecase import UseCase
 
@@ -36,10 +37,12 @@ def share_link_create(*, decision: Decision) -> tuple[ShareLink, str]:
     return share, token
 
 
-def decision_figures(*, result: dict[str, Any]) -> dict[str, Any]:
+def decision_figures(*, result: dict[str, Any]) -> dict[str, Any] | None:
     """The charts of a frozen result, as plotly JSON: built once, stored with the decision."""
-    ranking = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
-    ranking_figure, contribution_figure = plots.figures(ranking)
+    recommendation = Recommendation.from_stored(result)
+    if recommendation is None:
+        return None
+    ranking_figure, contribution_figure = plots.figures(recommendation.ranking)
     return {"ranking": ranking_figure, "contributions": contribution_figure}
 
 
@@ -56,10 +59,12 @@ def decision_create(
     its answers); ``previous`` itself is not touched. ``units`` records the unit each
     quantity was typed in on the form ({"file_bytes": "GB"}), to show it back that way.
     """
-    # The JSON form directly: it is what gets stored, and it skips re-validating the
-    # engine's own output (engine tests check it matches Recommendation).
-    result = engine.recommend_json(usecase)
-    figures = decision_figures(result=result)
+    # The typed answer once: its contract JSON is what gets stored, and its ranking
+    # draws the charts, stored too so that no page builds them again.
+    recommendation = engine.recommend(usecase)
+    result = recommendation.contract_json()
+    ranking_figure, contribution_figure = plots.figures(recommendation.ranking)
+    figures = {"ranking": ranking_figure, "contributions": contribution_figure}
     with transaction.atomic():
         decision = Decision.objects.create(
             owner=owner,

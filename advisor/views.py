@@ -33,7 +33,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
-from advisor import engine, plots, selectors, services
+from advisor import presenting, selectors, services
 from advisor.forms import (
     GROUPS,
     QUANTITY_FIELDS,
@@ -46,7 +46,7 @@ from advisor.forms import (
     usecase_initial,
 )
 from advisor.knowledge import KNOWLEDGE, describe
-from advisor.madr import answer_text, decision_to_madr, distinct_flips
+from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
 from advisor.vocabulary import MAX_TITLE_CHARS
 
@@ -81,38 +81,16 @@ def _claim_session_decisions(request: HttpRequest) -> None:
 
 
 def _page_context(decision: Decision) -> dict[str, Any]:
-    """What the recommendation templates need, from the stored decision only."""
-    result = decision.result if isinstance(decision.result, dict) else {}
-    ranking = [r for r in result.get("ranking") or [] if isinstance(r, dict)]
-    flips = distinct_flips(result)
-    # Each method's "why not" ends with the single changes that would put it first.
-    wins_if: dict[str, list[str]] = {}
-    for flip in flips:
-        wins_if.setdefault(str(flip.get("winner")), []).append(str(flip.get("text", "")))
-    contributions = plots.field_contributions(ranking)
+    """What the recommendation templates need, from the stored decision only: the
+    typed recommendation (advisor.presenting) with the charts stored at creation."""
+    context = presenting.page_context(decision.result)
     figures = decision.figures if isinstance(decision.figures, dict) else None
-    if figures is None:
-        # A decision stored before charts were kept with it: built (and memoised) here.
-        figures = services.decision_figures(result=result)
-    return {
-        "decision": decision,
-        "usecase_rows": _usecase_rows(decision),
-        "result": result,
-        "ranking": ranking,
-        "winner": ranking[0] if ranking else None,
-        "warnings": result.get("warnings") or [],
-        "flips": flips,
-        "method_rows": [
-            {"item": item, "wins_if": wins_if.get(str(item.get("method")), [])} for item in ranking
-        ],
-        "contributions": contributions,
-        "contribution_rows": [
-            {"field": field, "values": values}
-            for field, values in zip(contributions["fields"], contributions["z"], strict=True)
-        ],
-        "contribution_figure": figures.get("contributions"),
-        "ranking_figure": figures.get("ranking"),
-    }
+    if figures is not None:
+        context["ranking_figure"] = figures.get("ranking")
+        context["contribution_figure"] = figures.get("contributions")
+    # else: a decision stored before charts were kept with it; presenting built them.
+    context.update(decision=decision, usecase_rows=_usecase_rows(decision))
+    return context
 
 
 # Templates change with a deploy while a shared cache (Redis) outlives it: the
@@ -319,14 +297,7 @@ def _preview_context(form: UseCaseForm) -> dict[str, Any]:
         bound = UseCaseForm(_initial_as_data(form.initial))
         return _preview_context(bound)
     if form.is_valid() and form.usecase is not None:
-        # The preview runs on every keystroke (debounced): skip the "what would change"
-        # search, which only the full page shows.
-        result = engine.recommend_json(form.usecase, explain_changes=False)
-        top = [
-            {**item, "best_suited_for": _best_suited_for(item["method"])}
-            for item in result["ranking"][:3]
-        ]
-        return {"top": top, "warnings": result["warnings"], "errors": {}}
+        return presenting.preview_context(form.usecase)
     errors = {
         _label(form, name): " ".join(str(m) for m in messages)
         for name, messages in form.errors.items()
@@ -343,11 +314,6 @@ def _not_yet_answered(form: UseCaseForm) -> set[str]:
     A submitted form still reports it as required, beside the question.
     """
     return set() if form.data.get("interaction") else {"interaction"}
-
-
-def _best_suited_for(method: str) -> str:
-    known = KNOWLEDGE.methods.get(method)
-    return known.best_suited_for if known else ""
 
 
 def _label(form: UseCaseForm, name: str) -> str:

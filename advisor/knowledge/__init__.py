@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advisor.usecase import FIELDS, INTERACTIONS
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent
-FILES = ("sources.yaml", "methods.yaml", "rules.yaml")
+FILES = ("sources.yaml", "methods.yaml", "rules.yaml", "evidence.yaml")
 
 METHODS: tuple[str, ...] = (
     "http",
@@ -178,6 +178,41 @@ class Warning_(_Strict):
     source: str
 
 
+EvidenceKind = Literal[
+    "probe_failed",
+    "latency_over_budget",
+    "budget_below_round_trip",
+    "file_time",
+    "udp_loss",
+    "tls_unverified",
+    "cert_expiring",
+]
+EvidenceEffect = Literal["ruled_out", "demoted", "promoted", "warning", "caveat", "confirmed"]
+
+
+class EvidenceRule(_Strict):
+    """What a measurement of the user's own servers changes (evidence.yaml)."""
+
+    id: str
+    kind: EvidenceKind
+    effect: EvidenceEffect
+    text: str
+    source: str
+    weight: float | None = None
+    failures: list[str] = Field(default_factory=list)  # probe_failed: which failures
+    over_budget: bool | None = None  # file_time: the warning or the estimate
+    loss_tolerant: bool | None = None  # udp_loss: for which answer
+    days: float | None = None  # cert_expiring: how near expiry counts
+
+    @model_validator(mode="after")
+    def _weight_where_it_counts(self) -> EvidenceRule:
+        if self.effect in ("demoted", "promoted") and not self.weight:
+            raise ValueError(f"evidence rule {self.id}: {self.effect} needs a non-zero weight")
+        if self.effect == "demoted" and self.weight is not None and self.weight > 0:
+            raise ValueError(f"evidence rule {self.id}: a demotion has a negative weight")
+        return self
+
+
 class KnowledgeBase(_Strict):
     version: str
     digest: str = ""
@@ -189,6 +224,7 @@ class KnowledgeBase(_Strict):
     implementations: dict[str, list[ImplementationChoice]]
     caveats: list[Caveat]
     warnings: list[Warning_] = Field(default_factory=list)
+    evidence: list[EvidenceRule] = Field(default_factory=list)
 
     @property
     def full_version(self) -> str:
@@ -241,6 +277,12 @@ class KnowledgeBase(_Strict):
                         source(eff.source, f"{where}.{m}")
                 if isinstance(item, Exclusion | Caveat):
                     methods(item.methods, where)
+        for rule in self.evidence:
+            where = f"evidence {rule.id}"
+            if rule.id in ids:
+                problems.append(f"{where}: duplicate id")
+            ids.add(rule.id)
+            source(rule.source, where)
         for method_id, choices in self.implementations.items():
             methods([method_id], f"implementations.{method_id}")
             allowed = self.methods[method_id].implementations if method_id in self.methods else []
@@ -263,12 +305,14 @@ def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
     texts = {name: (directory / name).read_text(encoding="utf-8") for name in FILES}
     digest = hashlib.sha256("".join(texts[n] for n in FILES).encode()).hexdigest()[:10]
     rules = yaml.safe_load(texts["rules.yaml"])
+    evidence = yaml.safe_load(texts["evidence.yaml"])
     data = {
         "version": rules.pop("version"),
         "digest": digest,
         "sources": yaml.safe_load(texts["sources.yaml"]),
         "methods": yaml.safe_load(texts["methods.yaml"]),
         **rules,
+        "evidence": evidence["rules"],
     }
     return KnowledgeBase.model_validate(data)
 

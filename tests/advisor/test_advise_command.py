@@ -53,7 +53,7 @@ def test_yaml_from_standard_input_and_text_report() -> None:
     assert "Recommended: UDP datagrams (udp)" in report
     for heading in ("Ranking", "Why, method by method", "What would change the answer"):
         assert heading in report
-    assert "loss_tolerant = true (+3)" in report
+    assert "An occasional lost message is acceptable: yes" in report
     assert "RFC 8085" in report
 
 

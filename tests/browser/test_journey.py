@@ -283,7 +283,9 @@ def test_share_page_fits_a_phone_screen(new_context: NewContext) -> None:
     # height, and the colour bar gives its width to the cells.
     heatmap = page.locator("#chart-contributions")
     expect(heatmap.locator("svg.main-svg").first).to_be_visible()
-    answers = plots.field_contributions(decision.result["ranking"])["fields"]
+    stored = Recommendation.from_stored(decision.result)
+    assert stored is not None
+    answers = plots.field_contributions(stored.ranking)["fields"]
     expect(heatmap.locator(".ytick text")).to_have_count(len(answers))
     expect(heatmap.locator(".colorbar")).to_have_count(0)
     rows = sorted(

@@ -80,20 +80,25 @@ def test_madr_options_are_the_stored_ranking_and_outcome_its_winner(decision: De
     for item in ranking:
         assert f"### {item['label']}" in text
     source_urls = {
-        f["source_url"] for item in ranking for f in item["factors"] if f.get("source_url")
+        r["source"]["url"]
+        for item in ranking
+        for r in item["reasons_for"] + item["reasons_against"]
+        if r["source"]["url"].startswith("http")
     }
     for url in source_urls:
         assert f"]({url})" in text
     assert f"knowledge base {decision.kb_version}" in text
 
 
-def test_madr_pros_and_cons_follow_the_factor_signs(decision: Decision) -> None:
+def test_madr_pros_and_cons_follow_the_reasons_for_and_against(decision: Decision) -> None:
     text = decision_to_madr(decision)
     winner = decision.result["ranking"][0]
     section = text.split(f"### {winner['label']}")[1].split("\n### ")[0]
-    for factor in winner["factors"]:
-        kind = "Good" if factor["weight"] > 0 else "Bad" if factor["weight"] < 0 else "Neutral"
-        text = " ".join(factor["text"].split())
+    sided = [("Good", r) for r in winner["reasons_for"]]
+    sided += [("Bad", r) for r in winner["reasons_against"]]
+    assert sided
+    for kind, reason in sided:
+        text = " ".join(reason["text"].split())
         # The text continues the sentence: "because a queue ...", "because RFC ...".
         word = text.split()[0]
         ordinary = len(word) == 1 or word[1:].islower()
@@ -115,11 +120,16 @@ def test_madr_reasons_continue_the_sentence_in_lower_case(
     decision: Decision, stored: str, continued: str
 ) -> None:
     result = decision.result
-    result["ranking"][0]["factors"] = [
-        {"answer": "interaction = fire_and_forget", "weight": 2.0, "text": stored}
+    result["ranking"][0]["reasons_for"] = [
+        {
+            "answer": "Interaction: Fire and forget",
+            "weight": 2.0,
+            "text": stored,
+            "source": {"id": "azure-messaging"},
+        }
     ]
     decision.result = result
-    assert f"* Good, because {continued} (interaction" in decision_to_madr(decision)
+    assert f"* Good, because {continued} (Interaction" in decision_to_madr(decision)
 
 
 def test_madr_keeps_what_a_visitor_typed_as_text_not_markup() -> None:
@@ -138,6 +148,7 @@ def test_madr_is_derived_from_the_stored_result(decision: Decision) -> None:
     result["ranking"][0]["label"] = "Carrier pigeons"
     result["ranking"][0]["reasons"] = ["pigeons deliver exactly once"]
     result["ranking"][0]["implementation"] = "homing"
+    result["ranking"][0]["implementation_label"] = "homing"
     decision.result = result
     decision.save()
 

@@ -162,12 +162,15 @@ def test_share_page_is_frozen_to_the_stored_result(shared: tuple[Decision, str])
     result = decision.result
     result["ranking"][0]["label"] = "Carrier pigeons"
     result["ranking"][0]["reasons"] = ["pigeons never drop a connection"]
+    result["ranking"][0]["reasons_for"][0]["text"] = "pigeons never drop a connection"
     result["warnings"] = ["frozen on purpose"]
     decision.result = result
     # The charts are stored with the decision, built once from its result: the page
     # draws what is stored, never building them again.
-    decision.figures = services.decision_figures(result=result)
-    decision.figures["ranking"]["layout"]["title"] = {"text": "stored, not rebuilt"}
+    figures = services.decision_figures(result=result)
+    assert figures is not None
+    figures["ranking"]["layout"]["title"] = {"text": "stored, not rebuilt"}
+    decision.figures = figures
     decision.save()
 
     html = Client().get(f"/s/{token}").content.decode()

@@ -345,41 +345,47 @@ def test_preview_says_what_each_of_the_top_three_is_best_suited_for(client: Clie
         assert f"Best suited for {KNOWLEDGE.methods[method].best_suited_for}." in html
 
 
-def test_contribution_chart_sums_factor_weights_per_answer_and_method() -> None:
+def test_contribution_chart_sums_reason_weights_per_answer_and_method() -> None:
     from advisor import engine, plots
     from advisor.usecase import parse_usecase
 
-    result = engine.recommend_json(
+    ranking = engine.recommend(
         parse_usecase({"interaction": "streaming", "constrained_devices": True, "peers": "public"})
-    )
-    ranking = result["ranking"]
+    ).ranking
     table = plots.field_contributions(ranking)
-    assert table["methods"] == [item["label"] for item in ranking[: plots.TOP_N]]
+    assert table["methods"] == [item.label for item in ranking[: plots.TOP_N]]
     for column, item in enumerate(ranking[: plots.TOP_N]):
+        reasons = item.reasons_for + item.reasons_against
         total = sum(row[column] for row in table["z"])
-        assert total == pytest.approx(sum(f["weight"] for f in item["factors"]), abs=0.01)
-        for factor in item["factors"]:
-            for field in factor["fields"]:
+        assert total == pytest.approx(sum(r.weight for r in reasons), abs=0.01)
+        for reason in reasons:
+            for field in reason.fields:
                 assert field in table["fields"]
     figure = plots.contribution_figure(ranking)
     assert figure is not None
     heatmap = figure["data"][0]
     assert heatmap["type"] == "heatmap"
-    assert heatmap["z"] == table["z"] and heatmap["y"] == table["fields"]
+    assert heatmap["z"] == table["z"] and heatmap["y"] == table["labels"]
 
 
-def test_a_factor_reading_two_fields_is_split_between_them() -> None:
+def test_a_reason_resting_on_two_answers_is_split_between_them() -> None:
     from advisor import plots
+    from advisor.recommendation import MethodResult
 
+    source = {"id": "azure-api-design"}
     ranking = [
-        {
-            "method": "rest",
-            "label": "REST",
-            "factors": [
-                {"fields": ["latency_ms", "peers"], "weight": 3},
-                {"fields": ["peers"], "weight": -1},
-            ],
-        }
+        MethodResult.model_validate(
+            {
+                "method": "rest",
+                "label": "REST",
+                "reasons_for": [
+                    {"text": "a", "fields": ["latency_ms", "peers"], "weight": 3, "source": source}
+                ],
+                "reasons_against": [
+                    {"text": "b", "fields": ["peers"], "weight": -1, "source": source}
+                ],
+            }
+        )
     ]
     table = plots.field_contributions(ranking)
     assert dict(zip(table["fields"], (row[0] for row in table["z"]), strict=True)) == {
@@ -393,7 +399,11 @@ def test_ranking_chart_shows_the_same_scores_as_the_table(client: Client) -> Non
 
     location = client.post("/", form_data())["Location"]
     decision = Decision.objects.get()
-    figure = plots.ranking_figure(decision.result["ranking"])
+    from advisor.recommendation import Recommendation
+
+    stored = Recommendation.from_stored(decision.result)
+    assert stored is not None
+    figure = plots.ranking_figure(stored.ranking)
     assert figure is not None
     bars = figure["data"][0]
     assert bars["y"] == [item["label"] for item in decision.result["ranking"]]

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advisor.engine import recommend_json
+from advisor.engine import recommend
 from advisor.report import text_report
 from advisor.usecase import UseCaseError, load_usecase_text
 
@@ -39,11 +39,13 @@ class Command(BaseCommand):
             raise CommandError(
                 "invalid use-case document:\n  " + "\n  ".join(exc.lines()), returncode=2
             ) from None
-        result = recommend_json(usecase)
+        recommendation = recommend(usecase)
         if options["format"] == "json":
-            self.stdout.write(json.dumps(result, indent=2, ensure_ascii=False))
+            self.stdout.write(
+                json.dumps(recommendation.contract_json(), indent=2, ensure_ascii=False)
+            )
         else:
-            self.stdout.write(text_report(result, usecase.title), ending="")
+            self.stdout.write(text_report(recommendation, usecase.title), ending="")
 
     def _read(self, path: str) -> str:
         try:
