@@ -132,11 +132,13 @@ printf '   %-22s %9s %11s %9s %9s\n' "/ (questionnaire)" "$HOME_RPS" "$((100 * H
 printf '   %-22s %9s %11s %9s %9s\n' "/s/<token> (share)" "$SHARE_RPS" "$((100 * SHARE_RPS / HEALTH_RPS)) %" "$SHARE_N" "$SHARE_ERR"
 echo "   targets: share page >= 40 %, questionnaire >= 30 %, zero errors"
 
-# What a browser fetches for a share page, as it would (gzip accepted).
+# What a browser fetches for a share page, as it would (gzip accepted), in bytes
+# actually transferred.
 curl -fs "$BASE$SHARE_PATH" -o "$WORK/share.html"
 HTML_BYTES=$(curl -fs -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$BASE$SHARE_PATH")
 echo
-echo "   a share page over the wire (gzip), with its scripts and styles:"
+echo "   a share page over the wire, with its scripts and styles (Accept-Encoding: gzip;"
+echo "   WhiteNoise sends the static files gzipped, the app sends its HTML as it is):"
 printf '     %-58s %9s bytes\n' "$SHARE_PATH (HTML)" "$HTML_BYTES"
 TOTAL=$HTML_BYTES
 for asset in $(grep -oE '(src|href)="/static/[^"]+"' "$WORK/share.html" | sed -E 's/^(src|href)="//; s/"$//' | sort -u); do
