@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 	@mkdir -p var/celery/out var/celery/processed var/celery/control
 	@$(BIN)/python manage.py migrate --noinput -v 0
-	@$(BIN)/python manage.py collectstatic --noinput -v 0
+	@$(BIN)/python manage.py collectstatic --noinput --clear -v 0
 
 # make run is a developer's server: DEBUG on for itself (production defaults to off),
 # and a probe worker with beat embedded (the sweeper) on the filesystem broker

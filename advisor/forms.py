@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from django import forms
 from django.utils import timezone
 
 from advisor import vocabulary
+from advisor.selectors import decision_choices_for_user
 from advisor.usecase import (
     FIELDS,
     UseCase,
@@ -78,11 +80,21 @@ GROUPS: tuple[Group, ...] = (
             "flexible_queries",
             "strict_contract",
             "notes",
-            "version",
         ),
     ),
 )
-assert sorted(n for g in GROUPS for n in (*g.basic, *g.advanced)) == sorted(FIELDS)
+# The document format version is the file format's business, not a question: the
+# form always writes version 1 (the only one) and never shows it.
+FORM_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name != "version")
+assert sorted(n for g in GROUPS for n in (*g.basic, *g.advanced)) == sorted(FORM_FIELDS)
+
+# The fields read as a number with a unit, and the unit chooser's name beside each.
+QUANTITY_FIELDS: dict[str, str] = {
+    name: vocabulary.FIELDS[name].kind
+    for name in FORM_FIELDS
+    if vocabulary.FIELDS[name].kind in vocabulary.UNITS
+}
+UNIT_SUFFIX = "_unit"
 
 _INT_FIELDS = frozenset({"version", "message_bytes", "file_bytes", "consumers"})
 _FLOAT_FIELDS = frozenset({"latency_ms", "rate_per_second"})
@@ -113,11 +125,28 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def usecase_initial(document: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Form initial values: the document's defaults overlaid with ``document``."""
+def usecase_initial(
+    document: dict[str, Any] | None = None, units: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Form initial values: the document's defaults overlaid with ``document``.
+
+    Quantities are split into a number and a unit: the unit they were given in
+    (``units``, as stored with a decision) when that reads them exactly, else the
+    largest unit that does ("20" and "GB", "2" and "h").
+    """
     initial = _defaults()
     initial.update(document or {})
-    return {k: _shown(v) for k, v in initial.items()}
+    shown = {k: _shown(v) for k, v in initial.items() if k != "version"}
+    for name, kind in QUANTITY_FIELDS.items():
+        value = initial.get(name)
+        if value is None:
+            shown[name] = ""
+            shown[name + UNIT_SUFFIX] = vocabulary.BASE_UNIT[kind]
+            continue
+        number, unit = quantity_in_unit(value, kind, (units or {}).get(name))
+        shown[name] = number
+        shown[name + UNIT_SUFFIX] = unit
+    return shown
 
 
 def _shown(value: Any) -> Any:
@@ -127,6 +156,70 @@ def _shown(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _unit(kind: str, symbol: str | None) -> vocabulary.Unit | None:
+    return next((u for u in vocabulary.UNITS[kind] if u.symbol == symbol), None)
+
+
+def quantity_in_unit(value: float | int, kind: str, symbol: str | None) -> tuple[str, str]:
+    """(number, unit) for ``value`` in the unit ``symbol`` when that reads it exactly
+    with at most three decimals; otherwise in the unit the vocabulary picks."""
+    unit = _unit(kind, symbol)
+    if unit is not None and value:
+        scaled = value / unit.factor
+        if scaled >= 0.001 and math.isclose(round(scaled, 3), scaled, rel_tol=1e-9):
+            return f"{round(scaled, 3):,}".removesuffix(".0"), unit.symbol
+    return vocabulary.split_quantity(value, kind)
+
+
+def quantity_text(name: str, value: Any, symbol: str | None) -> str:
+    """An answer as a person reads it, in the unit it was given in where that is exact
+    ("1,500 ms" stays "1,500 ms"); otherwise as the vocabulary writes it."""
+    kind = QUANTITY_FIELDS.get(name)
+    if kind is None or value is None or symbol is None or isinstance(value, bool):
+        return vocabulary.value_text(name, value)
+    try:
+        number, unit = quantity_in_unit(value, kind, symbol)
+    except (TypeError, ValueError, OverflowError):
+        return vocabulary.value_text(name, value)
+    if unit != symbol:
+        return vocabulary.value_text(name, value)
+    if unit == "bytes" and number == "1":
+        return "1 byte"
+    return f"{number} {unit}"
+
+
+_LEADING_NUMBER = re.compile(r"^\s*(?:[0-9][0-9_,]*(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?|\.[0-9]+)\s*")
+
+
+def typed_unit(text: str, kind: str) -> str | None:
+    """The unit a person typed after the number ("20GB" -> "GB"), None for a bare number
+    or one the vocabulary reads in words ("once a day"), which keep the chosen unit."""
+    rest = _LEADING_NUMBER.sub("", text.lower(), count=1)
+    if rest == text.lower():
+        return None
+    key = re.sub(r"\s+", "", rest)
+    if kind == "rate":
+        key = re.sub(r"^(every|each)", "per", key)
+    if not key:
+        return None
+    for unit in vocabulary.UNITS[kind]:
+        if key == unit.symbol.lower().replace(" ", "") or key in unit.aliases:
+            return unit.symbol
+    return None
+
+
+def _build_unit_field(name: str) -> forms.Field:
+    kind = QUANTITY_FIELDS[name]
+    choices = [(u.symbol, u.symbol) for u in vocabulary.UNITS[kind]]
+    return forms.CharField(
+        required=False,
+        # Its own words, not the question's, so "Peak messages or requests" names one control.
+        label=f"{vocabulary.FIELDS[name].short}: unit",
+        initial=vocabulary.BASE_UNIT[kind],
+        widget=forms.Select(choices=choices, attrs={"class": "unit"}),
+    )
 
 
 def _build_field(name: str) -> forms.Field:
@@ -142,25 +235,23 @@ def _build_field(name: str) -> forms.Field:
             else forms.Select(choices=choices)
         )
         return forms.CharField(required=False, widget=widget, **common)
-    if name in _INT_FIELDS or name in _FLOAT_FIELDS:
-        if vocabulary.FIELDS[name].kind in vocabulary.UNITS:
-            # Text, not a number input: a person may type the unit ("20 GB", "2 h").
-            unit_attrs = {"inputmode": "text", "autocomplete": "off", "spellcheck": "false"}
-            if name in _NULLABLE:
-                unit_attrs["placeholder"] = "no limit" if name == "latency_ms" else "no files"
-            return forms.CharField(
-                required=False, widget=forms.TextInput(attrs=unit_attrs), **common
-            )
-        attrs: dict[str, Any] = {
-            "step": "1" if name in _INT_FIELDS else "any",
-            "inputmode": ("numeric" if name in _INT_FIELDS else "decimal"),
+    if name in QUANTITY_FIELDS:
+        # Text, not a number input: a person may type the unit ("20 GB", "2 h"); a bare
+        # number is read in the unit chosen beside it.
+        unit_attrs = {
+            "inputmode": "text",
+            "autocomplete": "off",
+            "spellcheck": "false",
+            "size": "14",
+            "maxlength": "60",
         }
-        attrs["min"] = 0 if name == "rate_per_second" else (1 if name in _INT_FIELDS else None)
-        if name == "version":
-            attrs.update({"min": 1, "max": 1, "readonly": True})
         if name in _NULLABLE:
-            attrs["placeholder"] = "no limit" if name == "latency_ms" else "no files"
-        attrs = {k: v for k, v in attrs.items() if v is not None}
+            unit_attrs["placeholder"] = "no limit" if name == "latency_ms" else "no files"
+        return forms.CharField(
+            required=False, strip=False, widget=forms.TextInput(attrs=unit_attrs), **common
+        )
+    if name in _INT_FIELDS or name in _FLOAT_FIELDS:
+        attrs: dict[str, Any] = {"step": "1", "inputmode": "numeric", "min": 1}
         return forms.CharField(required=False, widget=forms.NumberInput(attrs=attrs), **common)
     if name == "notes":
         return forms.CharField(
@@ -179,41 +270,67 @@ class UseCaseForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in FIELDS:
+        for name in FORM_FIELDS:
             self.fields[name] = _build_field(name)
+            if name in QUANTITY_FIELDS:
+                self.fields[name + UNIT_SUFFIX] = _build_unit_field(name)
         self.usecase: UseCase | None = None
+        # The unit each quantity was given in, for showing it back that way.
+        self.units: dict[str, str] = {}
+
+    def unit_field(self, name: str) -> forms.BoundField | None:
+        return self[name + UNIT_SUFFIX] if name in QUANTITY_FIELDS else None
 
     def document(self) -> dict[str, Any]:
         """The answers as a use-case document, typed as well as the text allows."""
         data: dict[str, Any] = {}
-        for name in FIELDS:
+        for name in FORM_FIELDS:
             value = self.cleaned_data.get(name)
             if name in _BOOL_FIELDS:
                 data[name] = bool(value)
                 continue
             text = "" if value is None else str(value)
-            if name in _INT_FIELDS or name in _FLOAT_FIELDS:
+            if name in QUANTITY_FIELDS:
+                self._read_quantity(name, text.strip(), data)
+            elif name in _INT_FIELDS or name in _FLOAT_FIELDS:
                 text = text.strip()
-                if text == "":
-                    if name in _NULLABLE:
-                        data[name] = None
-                    # An emptied non-nullable number falls back to the document's default.
-                    continue
-                kind = vocabulary.FIELDS[name].kind
-                if kind in vocabulary.UNITS:
-                    # "20GB", "2 h", "5 per minute": read with their unit, never misread.
-                    try:
-                        data[name] = vocabulary.parse_quantity(text, kind)
-                    except vocabulary.QuantityError as exc:
-                        self._unit_errors[name] = f"got {json.dumps(text)}: {exc}"
-                    continue
-                data[name] = _number(text, whole=name in _INT_FIELDS)
+                if text != "":
+                    data[name] = _number(text, whole=name in _INT_FIELDS)
+                # An emptied number falls back to the document's default.
             elif name in CHOICE_LABELS:
                 if text != "":  # missing interaction -> "is required" from the model
                     data[name] = text
             else:
                 data[name] = text
         return data
+
+    def _read_quantity(self, name: str, text: str, data: dict[str, Any]) -> None:
+        """ "20GB", "2 h", "5 per minute", or a bare number in the chosen unit."""
+        kind = QUANTITY_FIELDS[name]
+        chosen = str(self.cleaned_data.get(name + UNIT_SUFFIX) or vocabulary.BASE_UNIT[kind])
+        if _unit(kind, chosen) is None:
+            self._unit_errors[name] = (
+                f"the unit {json.dumps(chosen[:40])} is not one of "
+                f"{vocabulary.accepted_units(kind)}"
+            )
+            return
+        if text == "":
+            if name in _NULLABLE:
+                data[name] = None
+            # An emptied non-nullable number falls back to the document's default.
+            return
+        try:
+            value = vocabulary.parse_quantity(text, kind, default_unit=chosen)
+        except vocabulary.QuantityError as exc:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            self._unit_errors[name] = f"got {json.dumps(shown)}: {exc}"
+            return
+        data[name] = value
+        bare = _LEADING_NUMBER.sub("", text, count=1) == ""
+        # "once a day" names its unit in words: show it back in the unit that reads it.
+        self.units[name] = typed_unit(text, kind) or (
+            chosen if bare else vocabulary.split_quantity(value, kind)[1]
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -223,6 +340,9 @@ class UseCaseForm(forms.Form):
             usecase = parse_usecase(document)
         except UseCaseError as exc:
             errors = {**exc.errors, **self._unit_errors}
+            for name in QUANTITY_FIELDS:
+                if name in exc.errors and name not in self._unit_errors:
+                    errors[name] = self._range_message(name)
         else:
             errors = dict(self._unit_errors)
             if not errors:
@@ -230,6 +350,27 @@ class UseCaseForm(forms.Form):
         for field, message in errors.items():
             self.add_error(field if field in self.fields else None, message)
         return cleaned
+
+    def _range_message(self, name: str) -> str:
+        """A quantity the model refused as out of range, said in the units typed."""
+        words = vocabulary.FIELDS[name]
+        typed = str(self.cleaned_data.get(name) or "").strip()
+        shown = typed if len(typed) <= 40 else typed[:37] + "..."
+        kind = QUANTITY_FIELDS[name]
+        unit = self.cleaned_data.get(name + UNIT_SUFFIX) or vocabulary.BASE_UNIT[kind]
+        if typed and typed_unit(typed, kind) is None and _LEADING_NUMBER.sub("", typed) == "":
+            shown = f"{shown} {unit}"
+        high = vocabulary.bound_text(name, words.maximum or 0)
+        if words.kind == "duration":
+            accepted = f"more than 0 ms and at most {high}"
+        elif words.kind == "rate":
+            accepted = f"from 0 to {high}"
+        else:
+            low = vocabulary.bound_text(name, words.minimum or 0)
+            accepted = f"from {low} to {high}"
+        if words.nullable:
+            accepted += f", or empty for {words.null_text}"
+        return f"got {json.dumps(shown)}; accepted: {accepted}"
 
     def advanced_open(self, group: Group) -> bool:
         """Open a section's advanced part when it holds an error or a non-default answer."""
@@ -267,12 +408,43 @@ EXPIRY_LABELS = {
 
 
 class ExpiryForm(forms.Form):
+    # No choice is preselected: a select showing "Never" beside a link that expires
+    # next week would say the opposite of the expiry column next to it.
     expires_in = forms.ChoiceField(
-        label="Link stops working",
-        choices=list(EXPIRY_LABELS.items()),
+        label="Change when it stops working",
+        choices=[("", "Choose…"), *EXPIRY_LABELS.items()],
         help_text="From now; 'Never' keeps it working until you revoke it.",
     )
 
     def expires_at(self) -> datetime | None:
         delta = EXPIRY_CHOICES[self.cleaned_data["expires_in"]]
         return None if delta is None else timezone.now() + delta
+
+
+class DecisionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        title = obj.heading or "Untitled use case"
+        version = f" (version {obj.revision})" if obj.revision > 1 else ""
+        return f"{title}{version}, {obj.created_at:%d %b %Y %H:%M}"
+
+
+class CompareForm(forms.Form):
+    """Two of the user's own decisions; anyone else's is not a choice."""
+
+    a = DecisionChoiceField(queryset=None, label="Compare", empty_label="Choose a decision")
+    b = DecisionChoiceField(queryset=None, label="with", empty_label="Choose a decision")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        queryset = decision_choices_for_user(user=user)
+        for name in ("a", "b"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        a, b = cleaned.get("a"), cleaned.get("b")
+        if a is not None and b is not None and a.pk == b.pk:
+            raise forms.ValidationError("Choose two different decisions to compare.")
+        return cleaned

@@ -30,6 +30,31 @@ class Decision(models.Model):
     result = models.JSONField(help_text="The engine's answer, frozen: contract_json().")
     kb_version = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Any change (a title fixed in the admin) makes new keys for the cached pages.
+    updated_at = models.DateTimeField(auto_now=True)
+    # Editing the answers makes a new decision that points at the one it was edited
+    # from; the old one and its links stay exactly as they were.
+    previous = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="revisions",
+        help_text="The decision this one was edited from.",
+    )
+    revision = models.PositiveIntegerField(
+        default=1, help_text="1 for a new decision, one more with every edit."
+    )
+    units = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The unit each quantity was given in on the form, to show it back in it.",
+    )
+    figures = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The charts' plotly JSON, built once from the frozen result.",
+    )
 
     class Meta:
         ordering = ("-created_at", "-id")

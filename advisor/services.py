@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from advisor import engine
+from advisor import engine, plots
 from advisor.models import Decision, ShareLink
+from advisor.recommendation import Recommendation
 from advisor.selectors import token_hash
 from advisor.usecase import UseCase
 
@@ -35,11 +37,34 @@ def share_link_create(*, decision: Decision) -> tuple[ShareLink, str]:
     return share, token
 
 
-def decision_create(*, usecase: UseCase, owner: User | None) -> tuple[Decision, str]:
-    """Run the engine, freeze its answer with a share link; return (decision, raw token)."""
-    # The JSON form directly: it is what gets stored, and it skips re-validating the
-    # engine's own output (engine tests check it matches Recommendation).
-    result = engine.recommend_json(usecase)
+def decision_figures(*, result: dict[str, Any]) -> dict[str, Any] | None:
+    """The charts of a frozen result, as plotly JSON: built once, stored with the decision."""
+    recommendation = Recommendation.from_stored(result)
+    if recommendation is None:
+        return None
+    ranking_figure, contribution_figure = plots.figures(recommendation.ranking)
+    return {"ranking": ranking_figure, "contributions": contribution_figure}
+
+
+def decision_create(
+    *,
+    usecase: UseCase,
+    owner: User | None,
+    previous: Decision | None = None,
+    units: dict[str, str] | None = None,
+) -> tuple[Decision, str]:
+    """Run the engine, freeze its answer with a share link; return (decision, raw token).
+
+    With ``previous``, the new decision is the next revision of that one (an edit of
+    its answers); ``previous`` itself is not touched. ``units`` records the unit each
+    quantity was typed in on the form ({"file_bytes": "GB"}), to show it back that way.
+    """
+    # The typed answer once: its contract JSON is what gets stored, and its ranking
+    # draws the charts, stored too so that no page builds them again.
+    recommendation = engine.recommend(usecase)
+    result = recommendation.contract_json()
+    ranking_figure, contribution_figure = plots.figures(recommendation.ranking)
+    figures = {"ranking": ranking_figure, "contributions": contribution_figure}
     with transaction.atomic():
         decision = Decision.objects.create(
             owner=owner,
@@ -47,9 +72,36 @@ def decision_create(*, usecase: UseCase, owner: User | None) -> tuple[Decision, 
             usecase=usecase.model_dump(mode="json"),
             result=result,
             kb_version=str(result.get("kb_version") or engine.KB_VERSION),
+            previous=previous,
+            revision=previous.revision + 1 if previous is not None else 1,
+            figures=figures,
+            units=dict(units or {}),
         )
         _, token = share_link_create(decision=decision)
     return decision, token
+
+
+def decision_revise(
+    *,
+    decision: Decision,
+    usecase: UseCase,
+    user: UserLike,
+    units: dict[str, str] | None = None,
+) -> tuple[Decision, str]:
+    """Edited answers: a new revision of ``decision`` with its own link; only its owner may."""
+    if not _owns(decision, user) or not isinstance(user, User):
+        raise PermissionDenied("only the owner of a decision can edit it")
+    return decision_create(usecase=usecase, owner=user, previous=decision, units=units)
+
+
+def decision_delete(*, decision: Decision, user: UserLike) -> None:
+    """Delete a decision and its share links (they stop working); only its owner may.
+
+    Later revisions stay; they only lose the pointer to this one.
+    """
+    if not _owns(decision, user):
+        raise PermissionDenied("only the owner of a decision can delete it")
+    decision.delete()
 
 
 def share_link_create_for_owner(*, decision: Decision, user: UserLike) -> tuple[ShareLink, str]:

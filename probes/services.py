@@ -694,6 +694,9 @@ def run_finish_if_complete(*, run_id: int) -> bool:
         advice=advice,
         charts=charts,
     )
+    if ended == 1:
+        # The share page is cached by the decision's last change; the evidence is one.
+        Decision.objects.filter(pk=run.decision_id).update(updated_at=timezone.now())
     logger.info(
         "run %s ended (%s): advice in %.0f ms, charts in %.0f ms, stored in %.0f ms",
         run_id,

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 from pytest_django.live_server_helper import LiveServer
 
 from tests.conftest import in_ci
@@ -65,20 +72,49 @@ def browser() -> Iterator[Browser]:
 NewContext = Callable[..., BrowserContext]
 
 
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    """pytest-django's live server, but serving static files as production does.
+
+    pytest-django puts Django's StaticFilesHandler in front, which finds files by
+    their plain names and cannot serve the hashed names the pages link to; here
+    WhiteNoise (in the middleware) serves them from STATIC_ROOT, compressed and with
+    their cache headers, as behind gunicorn.
+    """
+    from tests.staticfiles import ensure_collected
+
+    ensure_collected()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django.contrib.staticfiles.handlers.StaticFilesHandler", lambda app: app)
+        server = LiveServer("localhost")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def new_context(browser: Browser, live_server: LiveServer) -> Iterator[NewContext]:
     """A factory of fresh browser contexts: each has its own cookies, like another person."""
     contexts: list[BrowserContext] = []
+    refused: list[str] = []
+
+    def watch(message: ConsoleMessage) -> None:
+        # Chromium reports every blocked script, style, image or connection as a
+        # console error naming the Content-Security-Policy.
+        if message.type == "error" and "Content Security Policy" in message.text:
+            refused.append(f"{message.page.url if message.page else '?'}: {message.text}")
 
     def make(**options: Any) -> BrowserContext:
         context = browser.new_context(base_url=live_server.url, **options)
         context.set_default_timeout(TIMEOUT_MS)
+        context.on("console", watch)
         contexts.append(context)
         return context
 
     yield make
     for context in contexts:
         context.close()
+    # Every page of every journey ran under the policy without anything refused.
+    assert refused == [], "the Content-Security-Policy refused:\n" + "\n".join(refused)
 
 
 @pytest.fixture
@@ -92,3 +128,29 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core-4.10.3.min.js"
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """What axe-core (vendored) finds on the page as it is now: WCAG 2.1 A and AA rules.
+
+    Evaluated through the browser's debugging protocol, which the page's
+    Content-Security-Policy does not govern, so the page is scanned as served.
+    """
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        """() => axe.run(document, {
+            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+            resultTypes: ["violations"],
+        })"""
+    )
+    return [
+        {
+            "id": v["id"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+    ]

@@ -84,8 +84,9 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
     size.fill("0")
     expect(page.locator("#preview .notice.error")).to_contain_text("Typical size of one message")
     # ... and beside the question itself, as it would be after submitting.
-    expect(page.locator("#errors-message_bytes")).to_contain_text("accepted: a whole number >= 1")
-    size.fill("1024")
+    expect(page.locator("#errors-message_bytes")).to_contain_text("accepted: from 1 byte to 1 TB")
+    # A size typed with its unit in words is read with it (the chooser says KiB).
+    size.fill("1024 bytes")
     expect_preview(page, final)
     expect(page.locator("#errors-message_bytes")).to_be_empty()
     screenshot(page, "02-questionnaire-preview")
@@ -117,7 +118,8 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
     with stranger.expect_download() as download_info:
         stranger.get_by_role("link", name=re.compile(r"decision record")).click()
     download = download_info.value
-    assert download.suggested_filename == "decision.md"
+    day = decision.created_at.strftime("%Y-%m-%d")
+    assert download.suggested_filename == f"orders-from-the-shop-to-the-warehouse-{day}.md"
     madr = Path(download.path()).read_text(encoding="utf-8")
     assert madr.startswith("---\nstatus: proposed\n")
     assert f"# {TITLE}" in madr
@@ -132,6 +134,7 @@ def test_questionnaire_live_preview_recommendation_share_and_export(
 
     with stranger.expect_download() as download_info:
         stranger.get_by_role("link", name="Download JSON").click()
+    assert download_info.value.suggested_filename.endswith(f"-{day}.json")
     exported = json.loads(Path(download_info.value.path()).read_text(encoding="utf-8"))
     assert exported == decision.result
 
@@ -141,9 +144,13 @@ def expect_charts(page: Page) -> None:
     for chart in ("#chart-ranking", "#chart-contributions"):
         expect(page.locator(f"{chart} svg.main-svg").first).to_be_visible()
     expect(page.locator("#chart-ranking .trace.bars .point")).to_have_count(11)
-    expect(page.locator("#chart-contributions .hm, #chart-contributions image")).not_to_have_count(
-        0
-    )
+    # The heatmap as SVG rectangles (a canvas image would break the page's CSP), one
+    # per answer and method, each with its number; the no-JavaScript sentence is gone.
+    cells = page.locator("#chart-contributions .shapelayer path")
+    expect(cells.first).to_be_visible()
+    texts = page.locator("#chart-contributions .textpoint")
+    expect(texts).to_have_count(cells.count())
+    expect(page.locator(".chart-fallback")).to_have_count(0)
 
 
 def test_without_javascript_the_form_posts_and_errors_sit_next_to_their_fields(
@@ -170,6 +177,14 @@ def test_without_javascript_the_form_posts_and_errors_sit_next_to_their_fields(
     # No JavaScript, no charts: the same numbers are in the tables.
     expect(page.locator("table.ranking tbody tr")).to_have_count(11)
     expect(page.locator("#chart-ranking svg")).to_have_count(0)
+    # Each chart box says, in words, where its numbers are instead of staying empty.
+    expect(page.locator("#chart-ranking .chart-fallback")).to_contain_text(
+        f"{label_of(expected)} leads with"
+    )
+    expect(page.locator("#chart-contributions .chart-fallback")).to_contain_text(
+        "has the same numbers"
+    )
+    screenshot(page, "05b-nojs-recommendation")
 
 
 @pytest.mark.parametrize("index", [0, -1])
@@ -214,7 +229,13 @@ def test_owner_revokes_the_link_and_the_stranger_gets_404(
 
     page.get_by_role("link", name="My decisions").click()
     expect(page.get_by_role("link", name="Sensor readings")).to_be_visible()
-    page.get_by_role("button", name="Revoke").click()
+    page.get_by_role("link", name="Revoke…").click()
+    # Revoking cannot be undone: a page asks first, and nothing changed yet.
+    expect(page.get_by_role("heading", name="Revoke this share link?")).to_be_visible()
+    still = stranger.goto(share_url)
+    assert still is not None and still.status == 200
+    page.get_by_role("button", name="Revoke the link").click()
+    expect(page.get_by_role("heading", name="My decisions")).to_be_visible()
     expect(page.locator(".state-revoked")).to_be_visible()
     screenshot(page, "06-my-decisions-revoked")
 

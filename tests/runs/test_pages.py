@@ -230,6 +230,9 @@ def test_progress_polls_until_the_run_ends_then_answers_286_with_the_results(
     assert "4.500" in html  # p95
     assert "certificate verified" in html and "expires in 12 days" in html
     assert 'data-figure="fig-run-' in html
+    # htmx (without script tags, for the CSP) strips <script> from what it swaps in:
+    # the figures travel in hidden elements instead.
+    assert "<script" not in html and 'class="figure-data"' in html
     assert "What the measurements changed" in html
     assert "The advice before and after the evidence" in html
     # The certificate expires in 12 days: the engine's caveat, as a note.

@@ -122,12 +122,31 @@ def test_owner_revokes_from_the_page_and_the_link_dies(alice: User) -> None:
     assert Client().get(f"/s/{token}").status_code == 404
 
 
-def test_revoke_and_expiry_by_a_non_owner_are_forbidden(alice: User, bob: User) -> None:
+def unmasked(body: bytes) -> bytes:
+    """A page without its CSRF token, which Django masks afresh on every render."""
+    body = re.sub(rb'"X-CSRFToken": "[^"]+"', b"", body)
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", body)
+
+
+def test_another_users_link_answers_exactly_as_a_missing_one(alice: User, bob: User) -> None:
     decision, token = services.decision_create(usecase=CHAT, owner=alice)
     share = decision.share_links.get()
+    missing = share.pk + 1000
     intruder = logged_in(bob)
-    assert intruder.post(f"/share-links/{share.pk}/revoke").status_code == 403
-    assert intruder.post(f"/share-links/{share.pk}/expiry", {"expires_in": "1h"}).status_code == 403
+    for path, data in (
+        ("/share-links/{}/revoke", {}),
+        ("/share-links/{}/expiry", {"expires_in": "1h"}),
+    ):
+        theirs = intruder.post(path.format(share.pk), data)
+        nothing = intruder.post(path.format(missing), data)
+        # 404 both, and the same page: a 403 would tell bob the link exists.
+        assert (theirs.status_code, nothing.status_code) == (404, 404), path
+        assert unmasked(theirs.content) == unmasked(nothing.content), path
+    confirm = intruder.get(f"/share-links/{share.pk}/revoke")
+    assert confirm.status_code == 404
+    assert unmasked(confirm.content) == unmasked(
+        intruder.get(f"/share-links/{missing}/revoke").content
+    )
     assert intruder.post(f"/d/{decision.pk}/share").status_code == 404
     share.refresh_from_db()
     assert share.revoked_at is None and share.expires_at is None
@@ -138,11 +157,18 @@ def test_revoke_and_expiry_by_a_non_owner_are_forbidden(alice: User, bob: User) 
     assert selectors.share_link_get_active(token=token) is not None
 
 
-def test_revoke_needs_post_and_csrf(alice: User) -> None:
+def test_revoke_asks_first_and_needs_post_and_csrf(alice: User) -> None:
     decision, token = services.decision_create(usecase=CHAT, owner=alice)
     share = decision.share_links.get()
     client = logged_in(alice)
-    assert client.get(f"/share-links/{share.pk}/revoke").status_code == 405
+    # A GET only asks: the confirmation page, with the button that posts.
+    confirm = client.get(f"/share-links/{share.pk}/revoke?next=decisions")
+    assert confirm.status_code == 200
+    html = confirm.content.decode()
+    assert "Revoke this share link?" in html
+    assert f'action="/share-links/{share.pk}/revoke"' in html
+    assert 'name="next" value="decisions"' in html
+    assert selectors.share_link_get_active(token=token) is not None
     strict = Client(enforce_csrf_checks=True)
     strict.login(username="alice", password=PASSWORD)
     assert strict.post(f"/share-links/{share.pk}/revoke").status_code == 403
@@ -290,8 +316,9 @@ def test_every_control_on_every_page_has_a_label(alice: User) -> None:
         response = visitor.get(path)
         assert response.status_code == 200, path
         assert _unlabelled_inputs(response.content.decode()) == [], path
-    # The check looks at real controls: the questionnaire has one per field (7 radios).
+    # The check looks at real controls: the questionnaire has one per question (7 radios
+    # for the interaction; the format version is no question) and 4 unit choosers.
     controls = re.findall(r"<(?:input|select|textarea)\b[^>]*>", client.get("/").content.decode())
-    assert len([c for c in controls if 'type="hidden"' not in c]) == 23 + 7
+    assert len([c for c in controls if 'type="hidden"' not in c]) == 22 + 7 + 4
     invalid = client.post("/", {"interaction": "teleport"})
     assert _unlabelled_inputs(invalid.content.decode()) == []

@@ -6,6 +6,7 @@ from html import unescape
 
 from django.test import Client
 
+from advisor import vocabulary
 from advisor.knowledge import KNOWLEDGE, describe
 
 
@@ -23,7 +24,9 @@ def test_every_method_fact_rule_and_source_is_on_the_page() -> None:
         for fact in method.facts.values():
             assert fact.text in html
         for limit in method.limits:
-            assert f"{limit.name}: {limit.max_message_bytes} bytes" in html
+            # In the units a person reads, exact: "4 MiB", "1,048,588 bytes".
+            shown = vocabulary.format_exact_bytes(limit.max_message_bytes)
+            assert f"{limit.name}: {shown}" in html
     for rule in KNOWLEDGE.rules:
         assert f'id="rule-{rule.id}"' in html
         assert rule.text in html

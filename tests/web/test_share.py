@@ -165,17 +165,23 @@ def test_share_page_is_frozen_to_the_stored_result(shared: tuple[Decision, str])
     result["ranking"][0]["reasons_for"][0]["text"] = "pigeons never drop a connection"
     result["warnings"] = ["frozen on purpose"]
     decision.result = result
+    # The charts are stored with the decision, built once from its result: the page
+    # draws what is stored, never building them again.
+    figures = services.decision_figures(result=result)
+    assert figures is not None
+    figures["ranking"]["layout"]["title"] = {"text": "stored, not rebuilt"}
+    decision.figures = figures
     decision.save()
 
     html = Client().get(f"/s/{token}").content.decode()
     assert "Carrier pigeons" in html
     assert "pigeons never drop a connection" in html
     assert "frozen on purpose" in html
-    # The charts follow the stored result too (their memo is keyed by its content).
     figure = html.split('<script id="fig-ranking" type="application/json">')[1].split("</script>")[
         0
     ]
     assert "Carrier pigeons" in figure
+    assert "stored, not rebuilt" in figure
     exported = json.loads(Client().get(f"/s/{token}/recommendation.json").content)
     assert exported["ranking"][0]["label"] == "Carrier pigeons"
     # And today's engine still says something else: the page did not re-run it.
@@ -200,7 +206,8 @@ def test_json_export_is_the_stored_result(shared: tuple[Decision, str]) -> None:
     response = Client().get(f"/s/{token}/recommendation.json")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
-    assert "attachment" in response["Content-Disposition"]
+    day = decision.created_at.strftime("%Y-%m-%d")
+    assert response["Content-Disposition"] == f'attachment; filename="support-chat-{day}.json"'
     body = json.loads(response.content)
     assert body == decision.result
     assert len(body["ranking"]) == len(engine.METHODS)
@@ -208,11 +215,13 @@ def test_json_export_is_the_stored_result(shared: tuple[Decision, str]) -> None:
 
 
 def test_madr_export_is_an_attachment_in_markdown(shared: tuple[Decision, str]) -> None:
-    _, token = shared
+    decision, token = shared
     response = Client().get(f"/s/{token}/decision.md")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/markdown")
-    assert response["Content-Disposition"] == 'attachment; filename="decision.md"'
+    # Named from the title and the day it was made, like the owner's own download.
+    day = decision.created_at.strftime("%Y-%m-%d")
+    assert response["Content-Disposition"] == f'attachment; filename="support-chat-{day}.md"'
     text = response.content.decode()
     assert text.startswith("---\nstatus: proposed\n")
     assert "# Support chat" in text
