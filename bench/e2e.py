@@ -132,6 +132,7 @@ def bench(database: str, args: argparse.Namespace, urls: list[str], quick_port: 
     # The production defaults of the sweeper and heartbeats, not the tests' quick ones.
     env = {
         "LOG_LEVEL": "ERROR",
+        "DJANGO_DEBUG": "false",  # as in production: DEBUG keeps every query in memory
         "PROBE_HEARTBEAT_S": "2",
         "PROBE_STALE_AFTER_S": "10",
         "PROBE_JOB_LOST_AFTER_S": "8",
