@@ -37,6 +37,11 @@ LOOPBACK = "127.0.0.0/8"
 SECRET = "switchboard-test-secret-key-for-probe-runs-0123456789"
 
 
+# util-linux's setpriv makes a process get SIGKILL when the test process dies, so
+# a test run killed half way leaves no worker behind on a shared machine.
+SETPRIV = shutil.which("setpriv")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,6 +105,8 @@ class Stack:
 
     def _start(self, label: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{label}.log", "ab")  # noqa: SIM115 - closed with the process
+        if SETPRIV:
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
