@@ -79,7 +79,7 @@ def make_row(url: str, method: str, ranking: Sequence[Mapping[str, Any]]) -> Row
     return Row(url=shown, method=method, sealed=sealed, label=_labels(ranking).get(method, method))
 
 
-def plan_initial(*, ranking: Sequence[Mapping[str, Any]], default_points: list[str]) -> Plan:
+def plan_initial(*, default_points: list[str]) -> Plan:
     return Plan(vantage_points=default_points)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import SecretStr
@@ -168,7 +168,7 @@ def _number(
     return float(value)
 
 
-def _check_target(index: int, spec: TargetSpec, ranking: Sequence[Mapping[str, Any]]) -> _Checked:
+def _check_target(spec: TargetSpec, ranking: Sequence[Mapping[str, Any]]) -> _Checked:
     """One target, parsed and checked as the guard will; GuardError says what is wrong."""
     url = spec.url.strip() if isinstance(spec.url, str) else ""
     if not url:
@@ -290,7 +290,7 @@ def run_create(
     seen: dict[str, int] = {}
     for index, spec in enumerate(targets[:MAX_TARGETS]):
         try:
-            item = _check_target(index, spec, decision.ranking)
+            item = _check_target(spec, decision.ranking)
         except GuardError as exc:
             errors[f"targets[{index}]"] = str(exc)
             continue
@@ -812,7 +812,3 @@ def vantage_points_stopped(*, names: Iterable[str], hostname: str) -> None:
     VantagePoint.objects.filter(name__in=list(names), hostname=hostname[:255]).update(
         stopped_at=timezone.now()
     )
-
-
-def close_connections() -> None:
-    close_old_connections()

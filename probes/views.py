@@ -45,7 +45,7 @@ def panel_context(
 ) -> dict[str, Any]:
     points = selectors.vantage_point_list()
     if plan is None:
-        plan = forms.plan_initial(ranking=decision.ranking, default_points=_default_points(points))
+        plan = forms.plan_initial(default_points=_default_points(points))
     return {
         "decision": decision,
         "plan": plan,
@@ -55,7 +55,7 @@ def panel_context(
     }
 
 
-def _rerun_plan(decision: Decision, run: ProbeRun, points: list[Any]) -> forms.Plan:
+def _rerun_plan(run: ProbeRun) -> forms.Plan:
     """The targets and settings of an earlier run; passwords must be typed again."""
     jobs = {job.position: job for job in run.jobs.all()}
     rows = [
@@ -89,7 +89,7 @@ def probe_plan(request: HttpRequest, decision_id: int) -> HttpResponse:
         if rerun.isdigit():
             earlier = selectors.run_get_for_user(user=request.user, run_id=int(rerun))
             if earlier is not None and earlier.decision_id == decision.pk:
-                plan = _rerun_plan(decision, earlier, selectors.vantage_point_list())
+                plan = _rerun_plan(earlier)
         return render(request, "probes/plan.html", panel_context(request, decision, plan))
 
     ranking = decision.ranking
