@@ -113,6 +113,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # Installations (or test stacks) sharing one Redis keep their keys apart.
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
         }
     }
 else:

@@ -90,6 +90,7 @@ class Stack:
             "CELERY_DEFAULT_QUEUE": self.name,
             "PROBE_SWEEP_QUEUE": f"{self.name}.sweep",
             "CELERY_REMOTE_CONTROL": "false",
+            "CACHE_KEY_PREFIX": self.name,  # rate-limit counters of its own, cleaned up
             "PROBE_HEARTBEAT_S": "0.5",
             "PROBE_STALE_AFTER_S": "3",
             "PROBE_JOB_LOST_AFTER_S": "3",

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.probes.servers_http import Server
@@ -244,3 +245,34 @@ def _point_state(page: str, name: str) -> str:
     start = page.index(f"<strong>{name}</strong>")
     tail = page[start : start + 300]
     return "live" if "state-active" in tail.split("</label>")[0] else "stale"
+
+
+def test_rate_limits_hold_across_web_processes_through_the_cache(
+    tmp_path: Path, machine_redis_url: str, migrated_database: Path
+) -> None:
+    """Two web processes sharing Redis as their cache count one user's runs together."""
+    allowed = 2  # RUNS_PER_USER (30 an hour) scaled down to 2
+    scale = str(allowed / 30)
+    with Stack(
+        tmp_path / "rl", redis_url=machine_redis_url, env={"RATE_LIMIT_SCALE": scale}
+    ) as stack:
+        stack.migrate(migrated_database)
+        first = stack.web()
+        second = stack.web()
+        token = stack.user(f"rl-{stack.name}")
+        headers = {"Authorization": f"Bearer {token}"}
+        with (
+            httpx.Client(base_url=first, headers=headers, timeout=30) as one,
+            httpx.Client(base_url=second, headers=headers, timeout=30) as two,
+        ):
+            decision = recommendation(one)
+            body = {"recommendation": decision, "targets": ["tcp://127.0.0.1:9"], "count": 1}
+            assert one.post("/api/probe-runs", json=body).status_code == 202
+            assert two.post("/api/probe-runs", json=body).status_code == 202
+            for client in (one, two):
+                refused = client.post("/api/probe-runs", json=body)
+                assert refused.status_code == 429, refused.text
+                assert int(refused.headers["Retry-After"]) >= 1
+                assert "retry_after" in refused.json()
+        # Each run counted: the third and fourth were refused by both processes.
+        assert stack.sql("SELECT COUNT(*) FROM probes_proberun") == [(allowed,)]
