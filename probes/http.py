@@ -20,8 +20,9 @@ is a well-kept library's: status line, headers, then a body framed by
 connection. A response head (or chunk header) longer than ``MAX_HEADER_BYTES``
 is refused before more is buffered, and at most ``config.read_cap`` body bytes
 are read; a longer body is cut there and reported as ``truncated``. Interim
-``1xx`` responses (such as ``103 Early Hints``) are skipped; the first byte of
-the first one still ends ``ttfb``, as in curl. Whatever h11 refuses (a
+``1xx`` responses (such as ``103 Early Hints``) are skipped, up to
+``MAX_INTERIM`` of them; the first byte of the first one still ends ``ttfb``,
+as in curl. Whatever h11 refuses (a
 malformed head, a bad chunk, a body cut short, an unsolicited ``101``) is a
 ``wrong_protocol`` failure with h11's reason in the message.
 
@@ -70,6 +71,8 @@ from probes.base import MAX_REDIRECTS, Failure, ProbeConfig, ProbeError, Sample,
 
 USER_AGENT = "Switchboard-probe/0.1"
 MAX_HEADER_BYTES = 64 * 1024
+# Interim 1xx responses skipped before the final one; a peer sending more is hostile.
+MAX_INTERIM = 16
 READ_CHUNK = 256 * 1024
 ALPN = ("http/1.1",)
 
@@ -280,6 +283,7 @@ async def exchange(
     body_bytes = 0
     truncated = False
     closed = False
+    interim = 0
     parser.receive_data(first)
     while True:
         try:
@@ -299,7 +303,10 @@ async def exchange(
                 closed = True
             parser.receive_data(data)
         elif isinstance(event, h11.InformationalResponse):
-            continue  # 103 Early Hints and the like: the final response follows
+            # 103 Early Hints and the like: the final response follows.
+            interim += 1
+            if interim > MAX_INTERIM:
+                raise ProbeError(f"more than {MAX_INTERIM} interim (1xx) responses")
         elif isinstance(event, h11.Response):
             head = event
         elif isinstance(event, h11.Data):

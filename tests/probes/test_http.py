@@ -361,6 +361,8 @@ HEAD_OK = b"HTTP/1.1 200 OK\r\n"
             "connection closed after 3 body bytes",
         ),
         ((HEAD_OK + b"Content-Length: 5\r\n",), b"", "inside the response headers"),
+        # Interim responses without end: each is small, their number is capped.
+        ((), b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", "more than 16 interim"),
     ],
 )
 def test_a_hostile_response_is_refused_as_the_wrong_protocol(
