@@ -6,8 +6,12 @@ the phases are those curl reports for a fresh transfer:
 - ``dns``: the guard's single resolution (filled in by the runner);
 - ``connect``: the TCP connect;
 - ``tls``: the TLS handshake (https only);
-- ``ttfb``: from just before the request is written to the first response
-  byte, i.e. curl's ``time_starttransfer - time_pretransfer``;
+- ``ttfb``: from the moment the request was handed to the kernel (for https:
+  encrypted and sent) to the first response byte, i.e. curl's
+  ``time_starttransfer - time_pretransfer`` (curl's pretransfer "includes the
+  sending of the protocol-specific instructions that trigger a transfer"). The
+  write itself (microseconds for http, up to about 0.2 ms for https through
+  asyncio's TLS layer on a loaded machine) is in neither phase, as in curl;
 - ``transfer``: from the first response byte to the last body byte, curl's
   ``time_total - time_starttransfer``.
 
@@ -22,9 +26,9 @@ is refused before more is buffered, and at most ``config.read_cap`` body bytes
 are read; a longer body is cut there and reported as ``truncated``. Interim
 ``1xx`` responses (such as ``103 Early Hints``) are skipped, up to
 ``MAX_INTERIM`` of them; the first byte of the first one still ends ``ttfb``,
-as in curl. Whatever h11 refuses (a
-malformed head, a bad chunk, a body cut short, an unsolicited ``101``) is a
-``wrong_protocol`` failure with h11's reason in the message.
+as in curl. Whatever h11 refuses (a malformed head, a bad chunk, a body cut
+short, an unsolicited ``101``) is a ``wrong_protocol`` failure with h11's
+reason in the message.
 
 The first and last byte times are those at which asyncio handed the bytes to
 the connection's protocol (:class:`probes.tlsinfo.TimedStreamProtocol`), after
@@ -257,8 +261,11 @@ async def exchange(
     parser = request.conn
     arrivals = conn.protocol
     arrivals.reset()
-    started = time.perf_counter_ns()
     writer.write(request.data)
+    # The clock starts once the request is handed to the kernel (for TLS: encrypted
+    # and sent), as curl's pretransfer "includes the sending of the protocol-specific
+    # instructions that trigger a transfer".
+    started = time.perf_counter_ns()
     await writer.drain()
     try:
         first = await reader.read(READ_CHUNK)
