@@ -300,10 +300,9 @@ async def exchange(
         if event is h11.NEED_DATA:
             if closed:  # h11 raises for an incomplete message; this is for safety
                 raise ProbeError("connection closed inside the response")
-            try:
-                data = await reader.read(READ_CHUNK)
-            except ConnectionResetError:
-                raise ProbeError("connection reset inside the response") from None
+            # A reset here propagates as it is ("connection reset by peer", failure
+            # "other"), as does a TLS error ("tls").
+            data = await reader.read(READ_CHUNK)
             if not data:
                 if head is None:
                     raise ProbeError("connection closed inside the response headers")
