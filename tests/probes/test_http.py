@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -403,6 +404,28 @@ def test_a_body_of_exactly_the_cap_is_not_reported_truncated() -> None:
         with running(start_http(handler=hostile(head + body + tail))) as server:
             response = fetch(url(server, "/"))
         assert (response.body_bytes, response.truncated) == (cap, False), head
+
+
+def test_a_reset_inside_the_body_is_a_reset_not_a_protocol_error(allow_loopback: str) -> None:
+    async def reset(req: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(HEAD_OK + b"Content-Length: 100000\r\n\r\n" + b"x" * 100)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+
+    with running(start_http(handler=reset)) as server:
+        result = asyncio.run(
+            run_probe(
+                f"http://127.0.0.1:{server.port}/",
+                ProbeConfig(count=1, timeout_s=2),
+                allowed_networks=allow_loopback,
+            )
+        )
+    assert not result.ok
+    assert result.error == "connection reset by peer"
+    assert result.failure == "other"
 
 
 def test_head_reads_no_body_even_when_one_is_announced(web: Server) -> None:
