@@ -375,25 +375,49 @@ _RESERVED_V6 = "Reserved by IETF"
 SPECIAL_BLOCKS: tuple[SpecialBlock, ...] = (
     # IPv4 Special-Purpose Address Registry
     _row("0.0.0.0/8", '"This network"', "RFC 791, Section 3.2", False, "this-network"),
-    _row("0.0.0.0/32", '"This host on this network"', "RFC 1122, Section 3.2.1.3", False,
-         "unspecified"),  # fmt: skip
+    _row(
+        "0.0.0.0/32",
+        '"This host on this network"',
+        "RFC 1122, Section 3.2.1.3",
+        False,
+        "unspecified",
+    ),
     _row("10.0.0.0/8", "Private-Use", "RFC 1918", False, "private"),
     _row("100.64.0.0/10", "Shared Address Space", "RFC 6598", False, "shared (CGNAT)"),
     _row("127.0.0.0/8", "Loopback", "RFC 1122, Section 3.2.1.3", False, "loopback"),
     _row("169.254.0.0/16", "Link Local", "RFC 3927", False, "link-local"),
     _row("172.16.0.0/12", "Private-Use", "RFC 1918", False, "private"),
-    _row("192.0.0.0/24", "IETF Protocol Assignments", "RFC 6890, Section 2.1", False,
-         "IETF protocol assignment"),  # fmt: skip
-    _row("192.0.0.0/29", "IPv4 Service Continuity Prefix", "RFC 7335", False,
-         "IETF protocol assignment"),  # fmt: skip
+    _row(
+        "192.0.0.0/24",
+        "IETF Protocol Assignments",
+        "RFC 6890, Section 2.1",
+        False,
+        "IETF protocol assignment",
+    ),
+    _row(
+        "192.0.0.0/29",
+        "IPv4 Service Continuity Prefix",
+        "RFC 7335",
+        False,
+        "IETF protocol assignment",
+    ),
     _row("192.0.0.8/32", "IPv4 dummy address", "RFC 7600", False, "dummy"),
     _row("192.0.0.9/32", "Port Control Protocol Anycast", "RFC 7723", True, "anycast"),
-    _row("192.0.0.10/32", "Traversal Using Relays around NAT Anycast", "RFC 8155", True,
-         "anycast"),  # fmt: skip
-    _row("192.0.0.170/32", "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 Section 2.2", False,
-         "NAT64 discovery"),  # fmt: skip
-    _row("192.0.0.171/32", "NAT64/DNS64 Discovery", "RFC 8880, RFC 7050 Section 2.2", False,
-         "NAT64 discovery"),  # fmt: skip
+    _row("192.0.0.10/32", "Traversal Using Relays around NAT Anycast", "RFC 8155", True, "anycast"),
+    _row(
+        "192.0.0.170/32",
+        "NAT64/DNS64 Discovery",
+        "RFC 8880, RFC 7050 Section 2.2",
+        False,
+        "NAT64 discovery",
+    ),
+    _row(
+        "192.0.0.171/32",
+        "NAT64/DNS64 Discovery",
+        "RFC 8880, RFC 7050 Section 2.2",
+        False,
+        "NAT64 discovery",
+    ),
     _row("192.0.2.0/24", "Documentation (TEST-NET-1)", "RFC 5737", False, "documentation"),
     _row("192.31.196.0/24", "AS112-v4", "RFC 7535", True, "AS112"),
     _row("192.52.193.0/24", "AMT", "RFC 7450", True, "AMT"),
@@ -406,38 +430,47 @@ SPECIAL_BLOCKS: tuple[SpecialBlock, ...] = (
     _row("198.51.100.0/24", "Documentation (TEST-NET-2)", "RFC 5737", False, "documentation"),
     _row("203.0.113.0/24", "Documentation (TEST-NET-3)", "RFC 5737", False, "documentation"),
     _row("240.0.0.0/4", "Reserved", "RFC 1112, Section 4", False, "reserved"),
-    _row("255.255.255.255/32", "Limited Broadcast", "RFC 8190, RFC 919 Section 7", False,
-         "broadcast"),  # fmt: skip
+    _row(
+        "255.255.255.255/32", "Limited Broadcast", "RFC 8190, RFC 919 Section 7", False, "broadcast"
+    ),
     # IPv4 Multicast Address Space Registry
     _row("224.0.0.0/4", "Multicast", "RFC 5771", None, "multicast", V4_MULTICAST),
     # IPv6 Special-Purpose Address Registry
     _row("::1/128", "Loopback Address", "RFC 4291", False, "loopback"),
     _row("::/128", "Unspecified Address", "RFC 4291", False, "unspecified"),
     # Judged as the IPv4 host it maps to: a socket given one reaches that host.
-    _row("::ffff:0:0/96", "IPv4-mapped Address", "RFC 4291", False, "IPv4-mapped",
-         embeds_ipv4=True),  # fmt: skip
+    _row(
+        "::ffff:0:0/96", "IPv4-mapped Address", "RFC 4291", False, "IPv4-mapped", embeds_ipv4=True
+    ),
     # Reachable, and the IPv4 address inside is judged too (see embedded_ipv4).
     _row("64:ff9b::/96", "IPv4-IPv6 Translat.", "RFC 6052", True, "NAT64"),
-    _row("64:ff9b:1::/48", "IPv4-IPv6 Translat.", "RFC 8215", False,
-         "private (local-use NAT64)"),  # fmt: skip
+    _row("64:ff9b:1::/48", "IPv4-IPv6 Translat.", "RFC 8215", False, "private (local-use NAT64)"),
     _row("100::/64", "Discard-Only Address Block", "RFC 6666", False, "discard-only"),
     _row("100:0:0:1::/64", "Dummy IPv6 Prefix", "RFC 9780", False, "dummy"),
-    _row("2001::/23", "IETF Protocol Assignments", "RFC 2928", False,
-         "IETF protocol assignment"),  # fmt: skip
+    _row("2001::/23", "IETF Protocol Assignments", "RFC 2928", False, "IETF protocol assignment"),
     # N/A in the registry: reached through whichever Teredo relay, so refused.
     _row("2001::/32", "TEREDO", "RFC 4380, RFC 8190", None, "Teredo"),
     _row("2001:1::1/128", "Port Control Protocol Anycast", "RFC 7723", True, "anycast"),
-    _row("2001:1::2/128", "Traversal Using Relays around NAT Anycast", "RFC 8155", True,
-         "anycast"),  # fmt: skip
-    _row("2001:1::3/128", "DNS-SD Service Registration Protocol Anycast Address", "RFC 9665",
-         True, "anycast"),  # fmt: skip
+    _row("2001:1::2/128", "Traversal Using Relays around NAT Anycast", "RFC 8155", True, "anycast"),
+    _row(
+        "2001:1::3/128",
+        "DNS-SD Service Registration Protocol Anycast Address",
+        "RFC 9665",
+        True,
+        "anycast",
+    ),
     _row("2001:2::/48", "Benchmarking", "RFC 5180, RFC Errata 1752", False, "benchmarking"),
     _row("2001:3::/32", "AMT", "RFC 7450", True, "AMT"),
     _row("2001:4:112::/48", "AS112-v6", "RFC 7535", True, "AS112"),
     _row("2001:10::/28", "Deprecated (previously ORCHID)", "RFC 4843", None, "deprecated"),
     _row("2001:20::/28", "ORCHIDv2", "RFC 7343", True, "ORCHIDv2"),
-    _row("2001:30::/28", "Drone Remote ID Protocol Entity Tags (DETs) Prefix", "RFC 9374",
-         True, "DET"),  # fmt: skip
+    _row(
+        "2001:30::/28",
+        "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
+        "RFC 9374",
+        True,
+        "DET",
+    ),
     _row("2001:db8::/32", "Documentation", "RFC 3849", False, "documentation"),
     # N/A in the registry: as reachable as the IPv4 address it carries, which is judged.
     _row("2002::/16", "6to4", "RFC 3056", None, "6to4", embeds_ipv4=True),
@@ -463,8 +496,14 @@ SPECIAL_BLOCKS: tuple[SpecialBlock, ...] = (
     _row("f000::/5", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
     _row("f800::/6", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
     _row("fe00::/9", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
-    _row("fec0::/10", "Reserved by IETF (site-local, deprecated)", "RFC 3879", None,
-         "site-local (deprecated)", V6_SPACE),  # fmt: skip
+    _row(
+        "fec0::/10",
+        "Reserved by IETF (site-local, deprecated)",
+        "RFC 3879",
+        None,
+        "site-local (deprecated)",
+        V6_SPACE,
+    ),
     _row("ff00::/8", "Multicast", "RFC 4291", None, "multicast", V6_SPACE),
 )
 

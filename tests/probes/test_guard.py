@@ -146,7 +146,10 @@ def test_percent_encoded_host_is_refused() -> None:
         ("http://239.255.255.250/", "multicast"),
         ("http://240.0.0.1/", "reserved"),
         ("http://255.255.255.255/", "broadcast"),
-        ("http://192.0.2.1/", r"documentation address \(192\.0\.2\.0/24 Documentation \(TEST-NET-1\)"),
+        (
+            "http://192.0.2.1/",
+            r"documentation address \(192\.0\.2\.0/24 Documentation \(TEST-NET-1",
+        ),
         ("http://198.18.0.1/", "benchmarking address"),
     ],
 )
