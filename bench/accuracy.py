@@ -6,9 +6,10 @@ Usage (from the repository root)::
     sudo .venv/bin/python bench/accuracy.py throughput [--rounds 2] [--rate-mbit 50]
     sudo .venv/bin/python bench/accuracy.py all
 
-**ttfb** (issue 4, item 4: within 1 ms of curl). A local HTTP server
-(``tests/probes/servers_http.py`` in its own process) waits ``--delay-ms``
-before answering ``/slow``, so there is a first-byte delay worth measuring.
+**ttfb** (issue 10: within 0.5 ms of curl, with the response parsed by h11;
+issue 4 asked 1 ms). A local HTTP server (``tests/probes/servers_http.py`` in
+its own process) waits ``--delay-ms`` before answering ``/slow``, so there is
+a first-byte delay worth measuring.
 On that one target, in one run, samples alternate between our probe
 (``run_probe`` with count 1, exactly what ``manage.py probe`` runs) and curl
 (``-w '%{time_pretransfer} %{time_starttransfer}'``, ttfb = starttransfer -
@@ -57,6 +58,7 @@ from probes.runner import run_probe  # noqa: E402
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.0/8"  # the policy for probes of this benchmark's own local servers
 SERVER_MODULE = "tests.probes.servers_http"
+TTFB_TOLERANCE_MS = 0.5  # |median ours - median curl|, issue 10
 
 
 # --- Helpers ---------------------------------------------------------------------------
@@ -137,11 +139,12 @@ async def compare_ttfb(label: str, url: str, curl_extra: Sequence[str], rounds: 
     o1, o2, o3 = quartiles(ours)
     c1, c2, c3 = quartiles(curls)
     diff = o2 - c2
-    ok = abs(diff) <= 1.0
+    ok = abs(diff) <= TTFB_TOLERANCE_MS
     print(f"{label}: {url}, {rounds} alternating samples each")
     print(f"  switchboard ttfb  median {o2:8.3f} ms   (p25 {o1:.3f}, p75 {o3:.3f})")
     print(f"  curl        ttfb  median {c2:8.3f} ms   (p25 {c1:.3f}, p75 {c3:.3f})")
-    print(f"  difference of medians {diff:+.3f} ms -> {'within' if ok else 'OUTSIDE'} 1 ms")
+    verdict = "within" if ok else "OUTSIDE"
+    print(f"  difference of medians {diff:+.3f} ms -> {verdict} {TTFB_TOLERANCE_MS:g} ms")
     return ok
 
 

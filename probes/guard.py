@@ -20,9 +20,16 @@ Every probe goes through :func:`resolve_target` before a single packet is sent:
 5. The probe connects to :attr:`Target.address`, the address that was checked,
    so a second resolution can never swap it (DNS rebinding).
 
-Loopback, private, link-local, shared (CGNAT ``100.64.0.0/10``), multicast,
-reserved and unspecified addresses are refused unless a network the caller
-allows contains them; cloud metadata addresses are refused always. The guard
+What may not be probed comes from one table, :data:`SPECIAL_BLOCKS`: every row
+of the IANA IPv4 and IPv6 Special-Purpose Address Registries (name, RFC and
+"Globally Reachable" flag as the registry gives them), IPv4 multicast, and the
+IPv6 address space outside ``2000::/3`` (reserved, the deprecated site-local
+``fec0::/10``, multicast). An address is judged by the most specific block that
+contains it; one whose block is not globally reachable (loopback, private,
+link-local, shared ``100.64.0.0/10``, documentation, benchmarking, reserved...)
+is refused unless a network the caller allows contains it. Python's
+``ipaddress`` flags are not used: their lists differ between Python releases
+and lag the registries. Cloud metadata addresses are refused always. The guard
 reads no settings and no environment: its caller passes the allowed networks
 (the ``probe`` command reads ``PROBE_ALLOWED_NETWORKS`` and passes them).
 """
@@ -58,7 +65,6 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     }
 )
 
-CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated by RFC 4291, still routable by SIT
@@ -310,27 +316,218 @@ def metadata_candidates(address: IPAddress) -> list[IPAddress]:
     return found
 
 
-def _special_reason(address: IPAddress) -> str | None:
-    """Why an address is not a public one, or None when it is public."""
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if isinstance(address, ipaddress.IPv4Address) and address in CGNAT:
-        return "shared (CGNAT 100.64.0.0/10)"
-    if address.is_private:
-        return "private"
-    if address.is_reserved:
-        return "reserved"
-    if isinstance(address, ipaddress.IPv6Address) and address in NAT64_LOCAL:
-        return "private (local-use NAT64)"
-    if not address.is_global:
-        return "not globally routable"
+@dataclass(frozen=True)
+class SpecialBlock:
+    """One row of an IANA registry of addresses that are not plain global unicast.
+
+    ``name`` and ``rfc`` are the registry's columns; ``reachable`` is its
+    "Globally Reachable" column: True, False, or None where the registry says
+    N/A, leaves it blank (a deprecated block) or has no such column (the address
+    space and multicast registries). ``kind`` is the word the refusal uses.
+    ``embeds_ipv4``: the block stands for the IPv4 address it carries
+    (IPv4-mapped, 6to4), so that address alone decides.
+    """
+
+    network: IPNetwork
+    name: str
+    rfc: str
+    reachable: bool | None
+    registry: str
+    kind: str
+    embeds_ipv4: bool = False
+
+    @property
+    def refused(self) -> bool:
+        """Whether an address whose most specific block this is may not be probed
+        (unless an allowed network covers it): everything not globally reachable."""
+        return self.reachable is not True and not self.embeds_ipv4
+
+
+V4_SPECIAL = "IANA IPv4 Special-Purpose Address Registry"
+V6_SPECIAL = "IANA IPv6 Special-Purpose Address Registry"
+V4_MULTICAST = "IANA IPv4 Multicast Address Space Registry"
+V6_SPACE = "IANA Internet Protocol Version 6 Address Space"
+
+
+def _row(
+    cidr: str,
+    name: str,
+    rfc: str,
+    reachable: bool | None,
+    kind: str,
+    registry: str = "",
+    *,
+    embeds_ipv4: bool = False,
+) -> SpecialBlock:
+    network = ipaddress.ip_network(cidr)
+    registry = registry or (V4_SPECIAL if network.version == 4 else V6_SPECIAL)
+    return SpecialBlock(network, name, rfc, reachable, registry, kind, embeds_ipv4)
+
+
+_RESERVED_V6 = "Reserved by IETF"
+
+# Every IPv4 and IPv6 block the IANA registries set apart from global unicast, as the
+# registries list them (special-purpose rows as of the 2025 updates: RFC 9637, 9602,
+# 9665, 9780), plus IPv4 multicast and the IPv6 space outside 2000::/3 (reserved,
+# deprecated site-local, multicast). An address is judged by the MOST SPECIFIC block
+# that contains it (192.0.0.9/32 is globally reachable inside 192.0.0.0/24, which is
+# not); an address in no block is global unicast.
+SPECIAL_BLOCKS: tuple[SpecialBlock, ...] = (
+    # IPv4 Special-Purpose Address Registry
+    _row("0.0.0.0/8", '"This network"', "RFC 791, Section 3.2", False, "this-network"),
+    _row(
+        "0.0.0.0/32",
+        '"This host on this network"',
+        "RFC 1122, Section 3.2.1.3",
+        False,
+        "unspecified",
+    ),
+    _row("10.0.0.0/8", "Private-Use", "RFC 1918", False, "private"),
+    _row("100.64.0.0/10", "Shared Address Space", "RFC 6598", False, "shared (CGNAT)"),
+    _row("127.0.0.0/8", "Loopback", "RFC 1122, Section 3.2.1.3", False, "loopback"),
+    _row("169.254.0.0/16", "Link Local", "RFC 3927", False, "link-local"),
+    _row("172.16.0.0/12", "Private-Use", "RFC 1918", False, "private"),
+    _row(
+        "192.0.0.0/24",
+        "IETF Protocol Assignments",
+        "RFC 6890, Section 2.1",
+        False,
+        "IETF protocol assignment",
+    ),
+    _row(
+        "192.0.0.0/29",
+        "IPv4 Service Continuity Prefix",
+        "RFC 7335",
+        False,
+        "IETF protocol assignment",
+    ),
+    _row("192.0.0.8/32", "IPv4 dummy address", "RFC 7600", False, "dummy"),
+    _row("192.0.0.9/32", "Port Control Protocol Anycast", "RFC 7723", True, "anycast"),
+    _row("192.0.0.10/32", "Traversal Using Relays around NAT Anycast", "RFC 8155", True, "anycast"),
+    _row(
+        "192.0.0.170/32",
+        "NAT64/DNS64 Discovery",
+        "RFC 8880, RFC 7050 Section 2.2",
+        False,
+        "NAT64 discovery",
+    ),
+    _row(
+        "192.0.0.171/32",
+        "NAT64/DNS64 Discovery",
+        "RFC 8880, RFC 7050 Section 2.2",
+        False,
+        "NAT64 discovery",
+    ),
+    _row("192.0.2.0/24", "Documentation (TEST-NET-1)", "RFC 5737", False, "documentation"),
+    _row("192.31.196.0/24", "AS112-v4", "RFC 7535", True, "AS112"),
+    _row("192.52.193.0/24", "AMT", "RFC 7450", True, "AMT"),
+    # Deprecated in 2015: the registry removed the block's flags (none says reachable).
+    _row("192.88.99.0/24", "Deprecated (6to4 Relay Anycast)", "RFC 7526", None, "deprecated"),
+    _row("192.88.99.2/32", "6a44-relay anycast address", "RFC 6751", False, "6a44 relay"),
+    _row("192.168.0.0/16", "Private-Use", "RFC 1918", False, "private"),
+    _row("192.175.48.0/24", "Direct Delegation AS112 Service", "RFC 7534", True, "AS112"),
+    _row("198.18.0.0/15", "Benchmarking", "RFC 2544", False, "benchmarking"),
+    _row("198.51.100.0/24", "Documentation (TEST-NET-2)", "RFC 5737", False, "documentation"),
+    _row("203.0.113.0/24", "Documentation (TEST-NET-3)", "RFC 5737", False, "documentation"),
+    _row("240.0.0.0/4", "Reserved", "RFC 1112, Section 4", False, "reserved"),
+    _row(
+        "255.255.255.255/32", "Limited Broadcast", "RFC 8190, RFC 919 Section 7", False, "broadcast"
+    ),
+    # IPv4 Multicast Address Space Registry
+    _row("224.0.0.0/4", "Multicast", "RFC 5771", None, "multicast", V4_MULTICAST),
+    # IPv6 Special-Purpose Address Registry
+    _row("::1/128", "Loopback Address", "RFC 4291", False, "loopback"),
+    _row("::/128", "Unspecified Address", "RFC 4291", False, "unspecified"),
+    # Judged as the IPv4 host it maps to: a socket given one reaches that host.
+    _row(
+        "::ffff:0:0/96", "IPv4-mapped Address", "RFC 4291", False, "IPv4-mapped", embeds_ipv4=True
+    ),
+    # Reachable, and the IPv4 address inside is judged too (see embedded_ipv4).
+    _row("64:ff9b::/96", "IPv4-IPv6 Translat.", "RFC 6052", True, "NAT64"),
+    _row("64:ff9b:1::/48", "IPv4-IPv6 Translat.", "RFC 8215", False, "private (local-use NAT64)"),
+    _row("100::/64", "Discard-Only Address Block", "RFC 6666", False, "discard-only"),
+    _row("100:0:0:1::/64", "Dummy IPv6 Prefix", "RFC 9780", False, "dummy"),
+    _row("2001::/23", "IETF Protocol Assignments", "RFC 2928", False, "IETF protocol assignment"),
+    # N/A in the registry: reached through whichever Teredo relay, so refused.
+    _row("2001::/32", "TEREDO", "RFC 4380, RFC 8190", None, "Teredo"),
+    _row("2001:1::1/128", "Port Control Protocol Anycast", "RFC 7723", True, "anycast"),
+    _row("2001:1::2/128", "Traversal Using Relays around NAT Anycast", "RFC 8155", True, "anycast"),
+    _row(
+        "2001:1::3/128",
+        "DNS-SD Service Registration Protocol Anycast Address",
+        "RFC 9665",
+        True,
+        "anycast",
+    ),
+    _row("2001:2::/48", "Benchmarking", "RFC 5180, RFC Errata 1752", False, "benchmarking"),
+    _row("2001:3::/32", "AMT", "RFC 7450", True, "AMT"),
+    _row("2001:4:112::/48", "AS112-v6", "RFC 7535", True, "AS112"),
+    _row("2001:10::/28", "Deprecated (previously ORCHID)", "RFC 4843", None, "deprecated"),
+    _row("2001:20::/28", "ORCHIDv2", "RFC 7343", True, "ORCHIDv2"),
+    _row(
+        "2001:30::/28",
+        "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
+        "RFC 9374",
+        True,
+        "DET",
+    ),
+    _row("2001:db8::/32", "Documentation", "RFC 3849", False, "documentation"),
+    # N/A in the registry: as reachable as the IPv4 address it carries, which is judged.
+    _row("2002::/16", "6to4", "RFC 3056", None, "6to4", embeds_ipv4=True),
+    _row("2620:4f:8000::/48", "Direct Delegation AS112 Service", "RFC 7534", True, "AS112"),
+    _row("3fff::/20", "Documentation", "RFC 9637", False, "documentation"),
+    _row("5f00::/16", "Segment Routing (SRv6) SIDs", "RFC 9602", False, "SRv6 SID"),
+    _row("fc00::/7", "Unique-Local", "RFC 4193, RFC 8190", False, "private (unique-local)"),
+    _row("fe80::/10", "Link-Local Unicast", "RFC 4291", False, "link-local"),
+    # IPv6 Address Space: all but 2000::/3 (and the rows above) is reserved or special.
+    # ::/8 holds the IPv4-compatible ::/96 (deprecated) and IPv4-translated ::ffff:0:0:0/96.
+    _row("::/8", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("100::/8", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("200::/7", _RESERVED_V6, "RFC 4048", None, "reserved", V6_SPACE),
+    _row("400::/6", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("800::/5", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("1000::/4", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("4000::/3", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("6000::/3", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("8000::/3", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("a000::/3", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("c000::/3", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("e000::/4", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("f000::/5", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("f800::/6", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row("fe00::/9", _RESERVED_V6, "RFC 4291", None, "reserved", V6_SPACE),
+    _row(
+        "fec0::/10",
+        "Reserved by IETF (site-local, deprecated)",
+        "RFC 3879",
+        None,
+        "site-local (deprecated)",
+        V6_SPACE,
+    ),
+    _row("ff00::/8", "Multicast", "RFC 4291", None, "multicast", V6_SPACE),
+)
+
+# Most specific first, so the first block that contains an address is its block.
+_BY_SPECIFICITY: tuple[SpecialBlock, ...] = tuple(
+    sorted(SPECIAL_BLOCKS, key=lambda row: row.network.prefixlen, reverse=True)
+)
+
+
+def special_block(address: IPAddress) -> SpecialBlock | None:
+    """The most specific registry block containing ``address``; None for global unicast."""
+    for row in _BY_SPECIFICITY:
+        if row.network.version == address.version and address in row.network:
+            return row
     return None
+
+
+def _special_reason(address: IPAddress) -> str | None:
+    """Why an address may not be probed by default (its registry row), or None."""
+    row = special_block(address)
+    if row is None or not row.refused:
+        return None
+    article = "an" if row.kind[0].lower() in "aeiou" else "a"
+    return f"{article} {row.kind} address ({row.network} {row.name}, {row.rfc})"
 
 
 def refusal(address: IPAddress, networks: Sequence[IPNetwork]) -> tuple[str, str] | None:
@@ -352,18 +549,12 @@ def refusal(address: IPAddress, networks: Sequence[IPNetwork]) -> tuple[str, str
         if view in METADATA_ADDRESSES:
             return subject(view), "a cloud metadata address; probes never go there"
     for view in views:
-        # A well-known NAT64 address is a translator's way to reach the IPv4
-        # address it embeds (Python calls the prefix reserved): judge that one.
-        if isinstance(view, ipaddress.IPv6Address) and view in NAT64_WELL_KNOWN:
-            continue
         reason = _special_reason(view)
         if reason is None:
             continue
         if any(view.version == net.version and view in net for net in networks):
             continue
-        article = "an" if reason[0] in "aeiou" else "a"
-        allow = f"set {ENV_ALLOWED} to allow such networks"
-        return subject(view), f"{article} {reason} address; {allow}"
+        return subject(view), f"{reason}; set {ENV_ALLOWED} to allow such networks"
     return None
 
 

@@ -6,19 +6,29 @@ the phases are those curl reports for a fresh transfer:
 - ``dns``: the guard's single resolution (filled in by the runner);
 - ``connect``: the TCP connect;
 - ``tls``: the TLS handshake (https only);
-- ``ttfb``: from just before the request is written to the first response
-  byte, i.e. curl's ``time_starttransfer - time_pretransfer``;
+- ``ttfb``: from the moment the request was handed to the kernel (for https:
+  encrypted and sent) to the first response byte, i.e. curl's
+  ``time_starttransfer - time_pretransfer`` (curl's pretransfer "includes the
+  sending of the protocol-specific instructions that trigger a transfer"). The
+  write itself (microseconds for http, up to about 0.2 ms for https through
+  asyncio's TLS layer on a loaded machine) is in neither phase, as in curl;
 - ``transfer``: from the first response byte to the last body byte, curl's
   ``time_total - time_starttransfer``.
 
 The request is a minimal ``GET`` with ``Host`` (the URL's host, not the
-address), ``User-Agent``, ``Accept`` and ``Connection: close``. The response is
-parsed by hand: status line, headers, then a body framed by
+address), ``User-Agent``, ``Accept`` and ``Connection: close``. Request and
+response go through h11 (the HTTP/1.1 parser under httpx and httpcore), fed
+from the timed transport below, so the parsing of what a hostile server sends
+is a well-kept library's: status line, headers, then a body framed by
 ``Transfer-Encoding: chunked``, ``Content-Length`` or the close of the
-connection. At most ``config.read_cap`` body bytes are read; a longer body is
-cut there and reported as ``truncated``. Interim ``1xx`` responses (such as
-``103 Early Hints``) are skipped; the first byte of the first one still ends
-``ttfb``, as in curl.
+connection. A response head (or chunk header) longer than ``MAX_HEADER_BYTES``
+is refused before more is buffered, and at most ``config.read_cap`` body bytes
+are read; a longer body is cut there and reported as ``truncated``. Interim
+``1xx`` responses (such as ``103 Early Hints``) are skipped, up to
+``MAX_INTERIM`` of them; the first byte of the first one still ends ``ttfb``,
+as in curl. Whatever h11 refuses (a malformed head, a bad chunk, a body cut
+short, an unsolicited ``101``) is a ``wrong_protocol`` failure with h11's
+reason in the message.
 
 The first and last byte times are those at which asyncio handed the bytes to
 the connection's protocol (:class:`probes.tlsinfo.TimedStreamProtocol`), after
@@ -58,11 +68,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import h11
+
 from probes import guard, tlsinfo
 from probes.base import MAX_REDIRECTS, Failure, ProbeConfig, ProbeError, Sample, Target
 
 USER_AGENT = "Switchboard-probe/0.1"
 MAX_HEADER_BYTES = 64 * 1024
+# Interim 1xx responses skipped before the final one; a peer sending more is hostile.
+MAX_INTERIM = 16
 READ_CHUNK = 256 * 1024
 ALPN = ("http/1.1",)
 
@@ -174,144 +188,84 @@ def request_target(target: Target, query: str | None = None) -> str:
     return f"{path}?{quote(query, safe=_QUERY_SAFE)}" if query else path
 
 
+@dataclass
+class Request:
+    """One request, ready to go: the h11 connection that will read its answer, and its bytes.
+
+    h11 tracks the exchange from the request on: it knows a ``HEAD`` has no
+    response body, and which framing the answer uses.
+    """
+
+    conn: h11.Connection
+    data: bytes
+
+
 def build_request(
     target: Target,
     method: str = "GET",
     headers: Sequence[tuple[str, str]] = (),
     body: bytes = b"",
-) -> bytes:
-    lines = [
-        f"{method} {request_target(target)} HTTP/1.1",
-        f"Host: {host_header(target)}",
-        f"User-Agent: {USER_AGENT}",
-    ]
+) -> Request:
+    """Serialise the request with h11 (which validates every header) before the clock starts."""
+    fields = [("Host", host_header(target)), ("User-Agent", USER_AGENT)]
     names = {name.lower() for name, _ in headers}
     if "accept" not in names:
-        lines.append("Accept: */*")
+        fields.append(("Accept", "*/*"))
     if target.username is not None:
         password = target.password.get_secret_value() if target.password else ""
         token = base64.b64encode(f"{target.username}:{password}".encode()).decode("ascii")
-        lines.append(f"Authorization: Basic {token}")
+        fields.append(("Authorization", f"Basic {token}"))
     for name, value in headers:
         if any(ch in name + value for ch in "\r\n"):
             raise ProbeError(f"header {name!r} contains a line break")
-        lines.append(f"{name}: {value}")
+        fields.append((name, value))
     if body or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        fields.append(("Content-Length", str(len(body))))
+    fields.append(("Connection", "close"))
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+    try:
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+        data = conn.send(h11.Request(method=method, target=request_target(target), headers=encoded))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+    except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
+        raise ProbeError(f"invalid HTTP request: {exc}") from None
+    return Request(conn, data)
 
 
-# --- Response parsing ----------------------------------------------------------------
+# --- Response ------------------------------------------------------------------------
 
 
-@dataclass
-class _Head:
-    version: str
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-
-
-def _parse_head(raw: bytes) -> _Head:
-    text = raw.decode("latin-1")
-    status_line, _, rest = text.partition("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ProbeError(f"malformed HTTP status line: {status_line[:80]!r}")
-    if len(parts[1]) != 3:
-        raise ProbeError(f"malformed HTTP status code: {parts[1][:10]!r}")
-    headers: list[tuple[str, str]] = []
-    for line in rest.split("\r\n"):
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise ProbeError(f"malformed HTTP header line: {line[:80]!r}")
-        headers.append((name, value.strip()))
-    return _Head(parts[0], int(parts[1]), parts[2].strip() if len(parts) > 2 else "", headers)
-
-
-def _looks_like_http(buffer: bytes | bytearray) -> bool:
-    prefix = bytes(buffer[:5])
+def _looks_like_http(buffer: bytes) -> bool:
+    prefix = buffer[:5]
     return b"HTTP/".startswith(prefix) if len(prefix) < 5 else prefix == b"HTTP/"
-
-
-class _ChunkedDecoder:
-    """Incremental ``Transfer-Encoding: chunked`` decoder (RFC 9112 section 7.1)."""
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-        self._state = "size"
-        self._remaining = 0
-        self.done = False
-
-    def feed(self, data: bytes) -> bytes:
-        """Decoded bytes contained in ``data``; sets ``done`` at the last chunk."""
-        self._pending += data
-        out = bytearray()
-        while not self.done:
-            if self._state == "size":
-                end = self._pending.find(b"\r\n")
-                if end < 0:
-                    if len(self._pending) > 1024:
-                        raise ProbeError("malformed chunked body: chunk size line too long")
-                    break
-                line = bytes(self._pending[:end]).split(b";", 1)[0].strip()
-                del self._pending[: end + 2]
-                try:
-                    self._remaining = int(line, 16)
-                except ValueError:
-                    raise ProbeError(
-                        f"malformed chunked body: bad chunk size {line[:20]!r}"
-                    ) from None
-                self._state = "data" if self._remaining else "trailer"
-            elif self._state == "data":
-                take = min(self._remaining, len(self._pending))
-                out += self._pending[:take]
-                del self._pending[:take]
-                self._remaining -= take
-                if self._remaining:
-                    break
-                self._state = "crlf"
-            elif self._state == "crlf":
-                if len(self._pending) < 2:
-                    break
-                if self._pending[:2] != b"\r\n":
-                    raise ProbeError("malformed chunked body: missing CRLF after a chunk")
-                del self._pending[:2]
-                self._state = "size"
-            else:  # trailer section: header lines up to an empty line
-                end = self._pending.find(b"\r\n")
-                if end < 0:
-                    if len(self._pending) > MAX_HEADER_BYTES:
-                        raise ProbeError("malformed chunked body: trailer too long")
-                    break
-                line_empty = end == 0
-                del self._pending[: end + 2]
-                if line_empty:
-                    self.done = True
-        return bytes(out)
 
 
 async def exchange(
     conn: tlsinfo.Connection,
-    request: bytes,
+    request: Request,
     *,
     read_cap: int,
     keep_body: int = 0,
-    head_request: bool = False,
 ) -> HttpResponse:
-    """Send ``request`` on ``conn`` and read the response, timing ttfb and transfer.
+    """Send ``request`` on ``conn`` and read the response with h11, timing ttfb and transfer.
 
-    ``keep_body`` is how many body bytes to keep in memory (for a caller that
-    parses the body); the rest are counted and dropped.
+    h11 parses the status line, the headers and the body's framing (chunked,
+    Content-Length or the close); at most ``MAX_HEADER_BYTES`` of a head (or a
+    chunk header) is buffered before it is refused, and at most ``read_cap``
+    body bytes are read. ``keep_body`` is how many body bytes to keep in memory
+    (for a caller that parses the body); the rest are counted and dropped.
     """
     reader, writer = conn.reader, conn.writer
+    parser = request.conn
     arrivals = conn.protocol
     arrivals.reset()
+    writer.write(request.data)
+    # The clock starts once the request is handed to the kernel (for TLS: encrypted
+    # and sent), as curl's pretransfer "includes the sending of the protocol-specific
+    # instructions that trigger a transfer".
     started = time.perf_counter_ns()
-    writer.write(request)
     await writer.drain()
     try:
         first = await reader.read(READ_CHUNK)
@@ -321,92 +275,64 @@ async def exchange(
         raise ProbeError("connection closed before any response (not an HTTP server?)")
     # When the first byte arrived (noted by the protocol), not when this task woke up.
     first_ns = arrivals.first_data_ns or time.perf_counter_ns()
-    buffer = bytearray(first)
+    # A peer speaking another protocol may send a line and wait: say so at once rather
+    # than wait for a blank line that never comes.
+    while len(first) < 5 and _looks_like_http(first):
+        more = await reader.read(READ_CHUNK)
+        if not more:
+            break
+        first += more
+    if not _looks_like_http(first):
+        raise ProbeError(f"not an HTTP response: {first[:40]!r}")
 
-    async def more() -> bytes:
-        return await reader.read(READ_CHUNK)
-
-    # Headers, skipping interim 1xx responses.
-    while True:
-        if not _looks_like_http(buffer):
-            raise ProbeError(f"not an HTTP response: {bytes(buffer[:40])!r}")
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEADER_BYTES:
-                raise ProbeError(f"response headers exceed {MAX_HEADER_BYTES} bytes")
-            chunk = await more()
-            if not chunk:
-                raise ProbeError("connection closed inside the response headers")
-            buffer += chunk
-            continue
-        head = _parse_head(bytes(buffer[:end]))
-        del buffer[: end + 4]
-        if 100 <= head.status < 200 and head.status != 101:
-            continue
-        break
-
+    head: h11.Response | None = None
     kept = bytearray()
     body_bytes = 0
     truncated = False
-
-    def take(data: bytes) -> bool:
-        """Count (and keep) body bytes; True once the read cap is reached."""
-        nonlocal body_bytes, truncated
-        room = read_cap - body_bytes
-        if len(data) >= room:
-            data = data[:room]
-            truncated = True
-        body_bytes += len(data)
-        if len(kept) < keep_body:
-            kept.extend(data[: keep_body - len(kept)])
-        return truncated
-
-    encoding = (_header(head.headers, "transfer-encoding") or "").lower()
-    length_text = _header(head.headers, "content-length")
-    no_body = head_request or head.status in (101, 204, 304) or 100 <= head.status < 200
-    if no_body:
-        pass
-    elif encoding.endswith("chunked"):
-        decoder = _ChunkedDecoder()
-        data = bytes(buffer)
-        while True:
-            if take(decoder.feed(data)) or decoder.done:
-                break
-            data = await more()
-            if not data:
-                raise ProbeError("connection closed inside a chunked body")
-    elif length_text is not None:
+    closed = False
+    interim = 0
+    parser.receive_data(first)
+    while True:
         try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError(length_text)
-        except ValueError:
-            raise ProbeError(f"malformed Content-Length: {length_text[:20]!r}") from None
-        wanted = min(length, read_cap)
-        data = bytes(buffer)
-        while True:
-            take(data[: length - body_bytes])
-            if body_bytes >= wanted:
-                truncated = length > read_cap
-                break
-            data = await more()
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _protocol_error(exc, head, closed, body_bytes) from None
+        if event is h11.NEED_DATA:
+            if closed:  # h11 raises for an incomplete message; this is for safety
+                raise ProbeError("connection closed inside the response")
+            # A reset here propagates as it is ("connection reset by peer", failure
+            # "other"), as does a TLS error ("tls").
+            data = await reader.read(READ_CHUNK)
             if not data:
-                raise ProbeError(f"connection closed after {body_bytes} of {length} body bytes")
-    else:
-        # Neither length nor chunked: the body ends when the server closes.
-        data = bytes(buffer)
-        while True:
-            if data and take(data):
+                if head is None:
+                    raise ProbeError("connection closed inside the response headers")
+                closed = True
+            parser.receive_data(data)
+        elif isinstance(event, h11.InformationalResponse):
+            # 103 Early Hints and the like: the final response follows.
+            interim += 1
+            if interim > MAX_INTERIM:
+                raise ProbeError(f"more than {MAX_INTERIM} interim (1xx) responses")
+        elif isinstance(event, h11.Response):
+            head = event
+        elif isinstance(event, h11.Data):
+            room = read_cap - body_bytes
+            data = event.data if len(event.data) < room else event.data[:room]
+            body_bytes += len(data)
+            if len(kept) < keep_body:
+                kept.extend(data[: keep_body - len(kept)])
+            if body_bytes >= read_cap:
+                truncated = _more_body(parser, len(event.data) - len(data))
                 break
-            data = await more()
-            if not data:
-                break
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
+            break
+    assert head is not None  # a body or its end follows the response head
     last_ns = arrivals.last_data_ns or time.perf_counter_ns()
     return HttpResponse(
-        version=head.version,
-        status=head.status,
-        reason=head.reason,
-        headers=head.headers,
+        version=f"HTTP/{head.http_version.decode('ascii')}",
+        status=head.status_code,
+        reason=head.reason.decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers.raw_items()],
         body=bytes(kept),
         body_bytes=body_bytes,
         truncated=truncated,
@@ -419,8 +345,29 @@ async def exchange(
     )
 
 
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name), None)
+def _more_body(parser: h11.Connection, cut: int) -> bool:
+    """Whether the body goes on past the read cap (without reading any more of it)."""
+    if cut:
+        return True
+    try:
+        return not isinstance(parser.next_event(), h11.EndOfMessage)
+    except h11.RemoteProtocolError:
+        return True
+
+
+def _protocol_error(
+    exc: h11.RemoteProtocolError, head: h11.Response | None, closed: bool, body_bytes: int
+) -> ProbeError:
+    """h11's complaint about the peer, as the probe's message (``wrong_protocol``)."""
+    if head is None:
+        if exc.error_status_hint == 431:
+            return ProbeError(f"response headers exceed {MAX_HEADER_BYTES} bytes")
+        return ProbeError(f"malformed HTTP response head: {exc}")
+    if exc.error_status_hint == 431:
+        return ProbeError(f"malformed HTTP body: a chunk header exceeds {MAX_HEADER_BYTES} bytes")
+    if closed:
+        return ProbeError(f"connection closed after {body_bytes} body bytes: {exc}")
+    return ProbeError(f"malformed HTTP body: {exc}")
 
 
 # --- One request on a new connection -------------------------------------------------
@@ -445,13 +392,7 @@ async def fetch(
     async with tlsinfo.until(deadline):
         conn = await tlsinfo.connect(target, tls=target.tls, insecure=config.insecure, alpn=ALPN)
         try:
-            response = await exchange(
-                conn,
-                request,
-                read_cap=config.read_cap,
-                keep_body=keep_body,
-                head_request=method == "HEAD",
-            )
+            response = await exchange(conn, request, read_cap=config.read_cap, keep_body=keep_body)
         except BaseException:
             conn.abort()
             raise

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from probes.runner import run_probe
 from tests.probes.conftest import open_fds, wait_until
 from tests.probes.servers_http import (
     Certificates,
+    Handler,
+    Request,
     Server,
     probe_now,
     running,
@@ -304,6 +307,142 @@ def test_silent_server_times_out_within_timeout_plus_ten_percent(
     assert elapsed <= timeout * 1.1
     assert result.ok is False  # type: ignore[attr-defined]
     assert "timed out" in (result.error or "")  # type: ignore[attr-defined]
+
+
+# --- Hostile peers: h11 parses, the caps hold, every refusal is wrong_protocol ---------
+
+
+def hostile(*pieces: bytes, forever: bytes = b"") -> Handler:
+    """A handler that answers any request with ``pieces``, then ``forever`` until the client
+    leaves (when given), then closes."""
+
+    async def handle(req: Request, writer: asyncio.StreamWriter) -> None:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+        while forever:
+            writer.write(forever)
+            await writer.drain()
+
+    return handle
+
+
+HEAD_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(
+    ("pieces", "forever", "message"),
+    [
+        # Header lines without end: refused at the cap, not buffered on.
+        ((HEAD_OK,), b"X-Filler: " + b"a" * 1000 + b"\r\n", "response headers exceed 65536"),
+        ((HEAD_OK + b"X-Long: ",), b"b" * 4096, "response headers exceed 65536"),
+        # A chunk-size line without end.
+        ((HEAD_OK + b"Transfer-Encoding: chunked\r\n\r\n",), b"f" * 4096, "chunk header"),
+        ((b"HTTP/1.1 abc OK\r\n\r\n",), b"", "malformed HTTP response head"),
+        ((b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",), b"", "malformed HTTP response head"),
+        (
+            (HEAD_OK + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello",),
+            b"",
+            "malformed HTTP response head",
+        ),
+        ((b"HTTP/1.1 101 Switching Protocols\r\n\r\n",), b"", "malformed HTTP response head"),
+        (
+            (HEAD_OK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",),
+            b"",
+            "malformed HTTP body",
+        ),
+        (
+            (HEAD_OK + b"Content-Length: 100\r\n\r\n" + b"x" * 10,),
+            b"",
+            "connection closed after 10 body bytes",
+        ),
+        (
+            (HEAD_OK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel",),
+            b"",
+            "connection closed after 3 body bytes",
+        ),
+        ((HEAD_OK + b"Content-Length: 5\r\n",), b"", "inside the response headers"),
+        # Interim responses without end: each is small, their number is capped.
+        ((), b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", "more than 16 interim"),
+    ],
+)
+def test_a_hostile_response_is_refused_as_the_wrong_protocol(
+    pieces: tuple[bytes, ...], forever: bytes, message: str
+) -> None:
+    handler = hostile(*pieces, forever=forever)
+    with running(start_http(handler=handler)) as server, pytest.raises(ProbeError) as caught:
+        probe_now(http, url(server, "/"))
+    assert message in str(caught.value)
+    assert caught.value.failure == "wrong_protocol"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # Announced lengths far past memory: the probe reads to its cap and stops.
+        HEAD_OK + b"Content-Length: 4294967296000\r\n\r\n",
+        HEAD_OK + b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        HEAD_OK + b"\r\n",  # no length at all: the body runs until the close
+    ],
+)
+def test_an_announced_length_is_never_trusted_past_the_read_cap(head: bytes) -> None:
+    with running(start_http(handler=hostile(head, forever=b"z" * 65536))) as server:
+        response = fetch(url(server, "/"), keep_body=1 << 20)
+    assert response.body_bytes == ProbeConfig().read_cap
+    assert len(response.body) == ProbeConfig().read_cap
+    assert response.truncated is True
+
+
+def test_a_body_of_exactly_the_cap_is_not_reported_truncated() -> None:
+    cap = ProbeConfig().read_cap
+    body = b"y" * cap
+    for head in (
+        HEAD_OK + f"Content-Length: {cap}\r\n\r\n".encode(),
+        HEAD_OK + f"Transfer-Encoding: chunked\r\n\r\n{cap:x}\r\n".encode(),
+    ):
+        tail = b"\r\n0\r\n\r\n" if b"chunked" in head else b""
+        with running(start_http(handler=hostile(head + body + tail))) as server:
+            response = fetch(url(server, "/"))
+        assert (response.body_bytes, response.truncated) == (cap, False), head
+
+
+def test_a_reset_inside_the_body_is_a_reset_not_a_protocol_error(allow_loopback: str) -> None:
+    async def reset(req: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(HEAD_OK + b"Content-Length: 100000\r\n\r\n" + b"x" * 100)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+
+    with running(start_http(handler=reset)) as server:
+        result = asyncio.run(
+            run_probe(
+                f"http://127.0.0.1:{server.port}/",
+                ProbeConfig(count=1, timeout_s=2),
+                allowed_networks=allow_loopback,
+            )
+        )
+    assert not result.ok
+    assert result.error == "connection reset by peer"
+    assert result.failure == "other"
+
+
+def test_head_reads_no_body_even_when_one_is_announced(web: Server) -> None:
+    response = fetch(url(web, "/ok"), method="HEAD")
+
+    assert response.status == 200
+    assert response.header("content-length") == str(len(b"hello\n"))
+    assert (response.body_bytes, response.truncated) == (0, False)
+
+
+def test_a_header_with_a_line_break_is_refused_before_any_connection(web: Server) -> None:
+    before = web.accepted
+    with pytest.raises(ProbeError, match="line break"):
+        fetch(url(web, "/ok"), headers=[("X-Evil", "a\r\nHost: elsewhere")])
+    with pytest.raises(ProbeError, match="invalid HTTP request"):
+        fetch(url(web, "/ok"), headers=[("Bad Name", "x")])
+    assert web.accepted == before
 
 
 # --- HTTPS --------------------------------------------------------------------------
