@@ -179,9 +179,14 @@ def report(outcomes: list[Outcome], cases: dict[str, dict[str, Any]], verbose: b
     if verbose:
         lines.append("")
         for o in outcomes:
+            if o.failed:
+                lines.append(
+                    f"{o.name} (top 3 {', '.join(o.top3)}; "
+                    f"implementation {o.implementation}; pattern {o.pattern})"
+                )
             for check in CHECKS:
                 if check in o.failed:
-                    lines.append(f"{o.name}: {check}: {o.failed[check]}")
+                    lines.append(f"  {check}: {o.failed[check]}")
     return "\n".join(lines)
 
 

@@ -2,14 +2,16 @@
 
 The hard constraints of issue 8, checked on every document hypothesis draws:
 
-- browsers speak HTTP(S) and WebSockets only: no raw TCP/UDP, FTP or SSH, and no
-  native gRPC (gRPC-Web is the way in);
+- browsers speak HTTP(S) and WebSockets only: no raw TCP/UDP, FTP or SSH, no
+  native gRPC (gRPC-Web is the way in), no broker without a WebSocket transport
+  (Kafka, Redis);
 - ``http_only`` lets only what rides HTTP(S) on 80/443 through: no raw TCP/UDP, FTP
   or SSH;
 - ``ssh_only`` lets SSH through: SSH, SFTP, or a protocol named as riding an SSH tunnel;
-- ``inbound_blocked``: nothing may need to connect *to* the receiving side (no
-  webhook or upload into it, no datagrams to it, no plain synchronous call to it
-  unless its side holds a session open);
+- ``inbound_blocked``: nothing may need to connect *to* the receiving side: no
+  webhook or upload into it, no datagrams to it, and for a call or a remote
+  command nothing that dials it unless its side holds the session (a device
+  session, a reverse SSH tunnel); files, events and streams it may pull or poll;
 - UDP is never first with exactly-once delivery or datagrams over 65,507 bytes;
 - an existing interface that cannot change is spoken by the first pick, unless it
   conflicts with another hard constraint, and then ``Recommendation.conflicts`` says so.
@@ -46,6 +48,8 @@ SETTINGS = settings(
 
 MAX_DATAGRAM = 65_507
 NOT_FROM_A_BROWSER = {"tcp", "udp", "file_transfer", "ssh"}
+# Brokers whose own protocol has no WebSocket/HTTP transport a page could open.
+NO_BROWSER_TRANSPORT = {"kafka", "redis_streams"}
 NOT_THROUGH_HTTP_ONLY = {"tcp", "udp", "file_transfer", "ssh"}
 THROUGH_SSH_ONLY = {"ssh", "file_transfer"}
 SPEAKS = {
@@ -59,8 +63,10 @@ SPEAKS = {
 }
 # Implementations that are, by definition, a connection into the receiving side.
 PUSH_INTO_RECEIVER = {"webhook", "https_upload"}
-# Methods that are a plain call into the receiver unless its side holds the session.
-CALL_INTO_RECEIVER = {"http", "rest", "soap", "graphql", "rpc", "tcp", "udp", "ssh"}
+# For a call or a remote command, methods that connect into the receiving side unless
+# its side holds the session (a device session, a reverse SSH tunnel).
+CALL_INTO_RECEIVER = {"http", "rest", "soap", "graphql", "rpc", "tcp", "ssh"}
+CALLS = {"request_response", "remote_execution"}
 RECEIVER_CONNECTS_OUT = {"device_session", "ssh_tunnel", "notify_download"}
 
 
@@ -81,7 +87,9 @@ def broken_constraints(doc: dict[str, Any], first: MethodResult) -> list[str]:
     broken: list[str] = []
     method, impl, pattern = first.method, first.implementation, pattern_of(first)
     if doc.get("browser_clients") and (
-        method in NOT_FROM_A_BROWSER or (method == "rpc" and impl == "grpc")
+        method in NOT_FROM_A_BROWSER
+        or (method == "rpc" and impl == "grpc")
+        or (method == "message_queue" and impl in NO_BROWSER_TRANSPORT)
     ):
         broken.append(f"browser_clients: a browser cannot speak {method} ({impl})")
     firewall = doc.get("firewall", "open")
@@ -110,8 +118,10 @@ def _inbound(doc: dict[str, Any], first: MethodResult) -> list[str]:
         return [f"inbound_blocked: {impl} connects into the receiver"]
     if method == "udp":
         return ["inbound_blocked: datagrams must be sent to the receiver"]
-    if doc["interaction"] == "file_transfer":
-        return []  # the receiving side pulls (HTTPS download, SFTP/rsync get)
+    if doc["interaction"] not in CALLS:
+        # Files, events and streams can be pulled or polled by the receiving side
+        # (HTTPS download, SFTP get, polling a feed), or met at a broker.
+        return []
     if method in CALL_INTO_RECEIVER and pattern not in RECEIVER_CONNECTS_OUT:
         return [f"inbound_blocked: a plain {method} call needs to connect into the receiver"]
     return []
