@@ -72,6 +72,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "payments-card-network-iso8583": _both(EXISTING, SHAPE),
     "payments-ledger-posting-commands": SHAPE,
     "payments-public-payments-api-high-rate": RATE,
+    "payments-receive-psp-webhooks": NO_PATTERN,
     "payments-refund-batch-async": NO_PATTERN,
     "payments-settlement-file-to-acquirer": IMPLEMENTATION,
     "payments-webhooks-to-merchants": _both(PUBLIC_BROKER, IMPLEMENTATION, NO_PATTERN),
