@@ -23,9 +23,13 @@ whose 256 MiB read cap is meant for transfers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+from pathlib import Path
 
 import asyncssh
 import pytest
+import trustme
 
 from probes.base import ProbeConfig
 from tests.probes.hostile import (
@@ -136,6 +140,20 @@ def test_grpc_http2_frame_of_16_mb_is_refused() -> None:
 
     measured, server = probe_hostile("grpc", script)
     assert_refused(measured, server, "unavailable")
+
+
+def test_grpc_endless_response_headers_are_refused() -> None:
+    """HEADERS without END_HEADERS, then CONTINUATION frames without end (a CONTINUATION flood)."""
+
+    async def script(server: HostileServer, reader: Reader, writer: Writer) -> None:
+        stream = await h2_until_request(reader, writer)
+        writer.write(h2_frame(1, 0, stream, b"\x88"))  # :status 200, more headers follow
+        field = hpack_literal(b"x-endless", b"y" * 100)
+        block = h2_frame(9, 0, stream, field * 150)  # CONTINUATION, never END_HEADERS
+        await server.flood(writer, chunk=block * 4)
+
+    measured, server = probe_hostile("grpc", script)
+    assert_refused(measured, server)
 
 
 # -- SSH and SFTP --------------------------------------------------------------------
@@ -361,7 +379,7 @@ def test_tls_record_over_the_maximum_is_refused() -> None:
         await server.flood(writer)
 
     measured, server = probe_hostile("tls", script)
-    assert_refused(measured, server, "tls handshake failed", failure="tls")
+    assert_refused(measured, server, "tls record over the maximum", failure="tls")
 
 
 def test_tls_handshake_message_of_16_mb_is_refused() -> None:
@@ -374,7 +392,45 @@ def test_tls_handshake_message_of_16_mb_is_refused() -> None:
         await server.flood(writer, chunk=(record + b"\0" * 16384) * 4)
 
     measured, server = probe_hostile("tls", script)
-    assert_refused(measured, server, "tls handshake failed", failure="tls")
+    assert_refused(measured, server, "handshake message", failure="tls")
+
+
+def test_tls_certificate_chain_over_the_cap_is_refused(tmp_path: Path) -> None:
+    """A real TLS server whose chain is ~250 KB (the CA certificate, 400 times over)."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(
+        leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes() + ca.cert_pem.bytes() * 400
+    )
+    assert chain.stat().st_size > 200_000
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain)
+    loop = LoopThread()
+
+    async def hold(reader: Reader, writer: Writer) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read()
+        writer.transport.abort()
+
+    server = loop.run(asyncio.start_server(hold, "127.0.0.1", 0, ssl=context))
+    try:
+        port = server.sockets[0].getsockname()[1]
+        measured = measure(f"tls://127.0.0.1:{port}/", config())
+    finally:
+        loop.run(_stop(server))
+        loop.stop()
+    result = measured.result
+    assert not result.ok and result.failure == "tls", (result.failure, result.error)
+    assert "certificate chain" in (result.error or ""), result.error
+    assert measured.elapsed_s < TIMEOUT_S + 1.0
+    assert measured.peak_bytes < MEMORY_BOUND
+    if measured.rss_growth_bytes is not None:
+        assert measured.rss_growth_bytes < RSS_BOUND
+
+
+async def _stop(server: asyncio.Server) -> None:
+    server.close()
 
 
 # -- Already refused before this change: HTTP, Redis, MQTT -----------------------------------
