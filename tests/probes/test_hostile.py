@@ -117,13 +117,16 @@ def test_amqp_frame_of_4_gb_is_refused_at_its_header(throughput: bool) -> None:
 # -- gRPC (HTTP/2) -----------------------------------------------------------------
 
 
-def test_grpc_message_of_4_gb_is_refused() -> None:
+@pytest.mark.parametrize("size", [1024 * 1024, 0xFFFFFFFF], ids=["1MiB", "4GB"])
+def test_grpc_message_over_the_cap_is_refused(size: int) -> None:
+    """1 MiB is under gRPC's default 4 MiB limit: only the probe's 64 KiB option refuses it."""
+
     async def script(server: HostileServer, reader: Reader, writer: Writer) -> None:
         stream = await h2_until_request(reader, writer)
         headers = b"\x88" + hpack_literal(b"content-type", b"application/grpc")
         writer.write(h2_frame(1, 0x4, stream, headers))  # HEADERS, END_HEADERS
-        # A gRPC message announcing 4 GB (uncompressed), and its first bytes.
-        prefix = b"\x00" + (0xFFFFFFFF).to_bytes(4, "big")
+        # A gRPC message announcing ``size`` bytes (uncompressed), and its first bytes.
+        prefix = b"\x00" + size.to_bytes(4, "big")
         writer.write(h2_frame(0, 0, stream, prefix + b"\0" * 16000))
         await writer.drain()
 
