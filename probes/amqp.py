@@ -56,6 +56,13 @@ DEFAULT_CREDENTIALS = ("guest", "guest")
 
 SERVER_FACTS = ("product", "version", "platform", "cluster_name")
 PREVIEW_BYTES = 40
+# The largest frame the probe reads (payload and end octet). A frame's length
+# is the peer's word, and aiormq reads what it announces (``readexactly``),
+# buffering all of it: a hostile peer announcing 4 GB and sending it made a
+# probe allocate gigabytes. The probe's own frames are a few hundred bytes;
+# RabbitMQ's default frame_max is 128 KiB, and no broker needs more for a
+# Connection.Start. A longer frame fails the sample before anything is read.
+MAX_FRAME_BYTES = 128 * 1024
 
 
 def vhost(target: Target) -> str:
@@ -79,8 +86,20 @@ class RecordingReader(asyncio.StreamReader):
         self.first = b""
         # aiormq reads a frame in three parts: type, rest of the header, payload.
         self.last: deque[bytes] = deque(maxlen=3)
+        # Why a frame was refused unread (its announced length), once it was.
+        self.refused: str | None = None
 
     async def readexactly(self, n: int) -> bytes:
+        if n > MAX_FRAME_BYTES + 1:
+            # Refused on the announcement: nothing of it is read or allocated.
+            self.refused = (
+                f"an AMQP frame of {n - 1} bytes exceeds the {MAX_FRAME_BYTES} byte frame cap"
+            )
+            if not self.first.startswith(b"\x01\x00\x00"):
+                # Not even the start of an AMQP answer: another protocol's
+                # greeting read as a frame header ("INFO {" is 1.3 GB).
+                self.refused = f"not an AMQP broker: it answered {_preview(self.first)}"
+            raise ProbeError(self.refused)
         try:
             data = await self.inner.readexactly(n)
         except asyncio.IncompleteReadError as exc:
@@ -90,7 +109,8 @@ class RecordingReader(asyncio.StreamReader):
         return data
 
     async def read(self, n: int = -1) -> bytes:
-        data = await self.inner.read(n)
+        # Never "everything up to EOF": that too is as much as the peer sends.
+        data = await self.inner.read(n if 0 <= n <= MAX_FRAME_BYTES else MAX_FRAME_BYTES)
         self._remember(data)
         return data
 
@@ -166,6 +186,19 @@ def connection_for(target: Target, transport: TimedTransport) -> aiormq.Connecti
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     transport = TimedTransport(target, config)
+    try:
+        return await _sample(target, config, deadline, transport)
+    except Exception:
+        # aiormq wraps or replaces what its frame reader raised; a frame refused
+        # for its length is the reason whatever aiormq made of it.
+        if transport.reader is not None and transport.reader.refused is not None:
+            raise ProbeError(transport.reader.refused) from None
+        raise
+
+
+async def _sample(
+    target: Target, config: ProbeConfig, deadline: float, transport: TimedTransport
+) -> Sample:
     connection = connection_for(target, transport)
     payload = uuid.uuid4().bytes
     details: dict[str, object] = {"vhost": connection.vhost}

@@ -27,6 +27,13 @@ MAX_TIMEOUT_S = 30.0
 MAX_REDIRECTS = 5
 READ_CAP_BYTES = 64 * 1024
 THROUGHPUT_READ_CAP_BYTES = 256 * 1024 * 1024
+# The most a probe reads of any one protocol message whose length the peer
+# announces (a Redis bulk reply, an MQTT packet, a NATS or WebSocket message),
+# checked on the announcement, before anything is read. Independent of
+# ``--throughput``: its read cap bounds a transfer (a download, a TCP stream),
+# and these probes transfer nothing; a peer announcing 200 MB is hostile or
+# broken either way.
+MESSAGE_CAP_BYTES = READ_CAP_BYTES
 
 PHASES: tuple[str, ...] = ("dns", "connect", "tls", "ttfb", "transfer")
 

@@ -255,14 +255,57 @@ async def _passive_port(ctl: _Control, target: Target, details: dict[str, Any]) 
     return numbers[4] * 256 + numbers[5]
 
 
-async def _read_listing(reader: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
-    data = bytearray()
-    while len(data) <= cap:
-        chunk = await reader.read(min(65536, cap + 1 - len(data)))
+# The most of one listing line the probe keeps: enough to classify it. A longer
+# line counts as one entry and the rest of it is skipped as it streams.
+MAX_LISTING_LINE = 4096
+
+
+class _EntryCounter:
+    """Counts a listing's entries as it streams, holding at most one line of it.
+
+    A listing is as long as the server makes it (with ``--throughput`` the read
+    cap is 256 MiB): it is counted chunk by chunk, never kept whole.
+    """
+
+    def __init__(self, machine: bool) -> None:
+        self.machine = machine
+        self.entries = 0
+        self.line = b""  # the start of the line still unfinished
+        self.skipping = False  # inside a line over MAX_LISTING_LINE: drop to its end
+
+    def feed(self, data: bytes) -> None:
+        if self.skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            data, self.skipping = data[end + 1 :], False
+        buffer = self.line + data
+        end = buffer.rfind(b"\n")
+        if end >= 0:
+            self.entries += count_entries(buffer[: end + 1], self.machine)
+            buffer = buffer[end + 1 :]
+        if len(buffer) > MAX_LISTING_LINE:
+            self.entries += count_entries(buffer[:MAX_LISTING_LINE], self.machine)
+            buffer, self.skipping = b"", True
+        self.line = buffer
+
+    def finish(self) -> int:
+        self.entries += count_entries(self.line, self.machine)
+        self.line = b""
+        return self.entries
+
+
+async def _read_listing(reader: asyncio.StreamReader, cap: int, machine: bool) -> tuple[int, bool]:
+    """The entries in the first ``cap`` bytes of the listing, and whether it went on."""
+    counter = _EntryCounter(machine)
+    total = 0
+    while total <= cap:
+        chunk = await reader.read(min(65536, cap + 1 - total))
         if not chunk:
-            return bytes(data), False
-        data += chunk
-    return bytes(data[:cap]), True
+            return counter.finish(), False
+        total += len(chunk)
+        counter.feed(chunk[: max(0, len(chunk) - max(0, total - cap))])
+    return counter.finish(), True
 
 
 async def _listing(
@@ -300,7 +343,7 @@ async def _listing(
                     f"TLS on the data connection failed ({exc}); the server may require "
                     "TLS session reuse, which this client cannot offer"
                 ) from None
-        listing, truncated = await _read_listing(reader, config.read_cap)
+        entries, truncated = await _read_listing(reader, config.read_cap, machine)
         result.transfer_ms = (time.perf_counter_ns() - transfer_start) / 1e6
     finally:
         # A complete listing is closed politely; anything else is dropped at once.
@@ -309,9 +352,7 @@ async def _listing(
     if not truncated and final.code not in (226, 250):
         raise ctl.fail(f"{verb} failed", final)
     result.list_ms = (time.perf_counter_ns() - started) / 1e6
-    result.details.update(
-        list_command=verb, entries=count_entries(listing, machine), truncated=truncated
-    )
+    result.details.update(list_command=verb, entries=entries, truncated=truncated)
 
 
 async def _session(

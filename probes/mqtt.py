@@ -41,7 +41,7 @@ import uuid
 from dataclasses import dataclass
 
 from probes import tlsinfo
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.base import MESSAGE_CAP_BYTES, ProbeConfig, ProbeError, Sample, Target
 
 PROTOCOL_LEVEL = 4  # MQTT 3.1.1
 KEEPALIVE_S = 60
@@ -141,7 +141,7 @@ async def read_packet(reader: asyncio.StreamReader, cap: int, first: bool = Fals
     else:
         raise ProbeError("malformed MQTT packet length")
     if size > cap:
-        raise ProbeError(f"an MQTT packet of {size} bytes exceeds the {cap} byte read cap")
+        raise ProbeError(f"an MQTT packet of {size} bytes exceeds the {cap} byte message cap")
     return Packet(head[0], await reader.readexactly(size))
 
 
@@ -150,7 +150,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     topic = TOPIC_PREFIX + uuid.uuid4().hex
     payload = uuid.uuid4().bytes
     hello = connect_packet(client_id, target)
-    cap = config.read_cap
+    cap = MESSAGE_CAP_BYTES
     details: dict[str, object] = {"protocol": "MQTT 3.1.1", "protocol_level": PROTOCOL_LEVEL}
     async with tlsinfo.until(deadline):
         conn = await tlsinfo.connect(target, tls=target.tls, insecure=config.insecure)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import tlsinfo
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.base import MESSAGE_CAP_BYTES, ProbeConfig, ProbeError, Sample, Target
 
 SUBJECT_PREFIX = "switchboard.probe."
 INBOX_PREFIX = "_INBOX.switchboard."
@@ -152,7 +152,9 @@ class Connection:
             raise ProbeError(f"malformed NATS MSG line {preview(line)}")
         size = int(parts[-1])
         if size > self.cap:
-            raise ProbeError(f"a NATS message of {size} bytes exceeds the {self.cap} byte read cap")
+            raise ProbeError(
+                f"a NATS message of {size} bytes exceeds the {self.cap} byte message cap"
+            )
         data = (await self.reader.readexactly(size + 2))[:-2]
         reply = parts[3] if len(parts) == 5 else None
         return Message(subject=parts[1], sid=parts[2], reply=reply, data=data)
@@ -200,7 +202,7 @@ async def open_connection(target: Target, config: ProbeConfig, verify: bool) -> 
         sock.close()
         raise
     try:
-        nats = Connection(reader, writer, config.read_cap)
+        nats = Connection(reader, writer, MESSAGE_CAP_BYTES)
         started = time.perf_counter_ns()
         info = parse_info(await nats.line())
         opened = Opened(nats, info, tcp_ms, _since(started))

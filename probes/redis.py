@@ -30,7 +30,7 @@ import time
 from urllib.parse import unquote
 
 from probes import tlsinfo
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.base import MESSAGE_CAP_BYTES, ProbeConfig, ProbeError, Sample, Target
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 MAX_DATABASE = 1 << 16  # generous; the server rejects numbers beyond its own "databases"
@@ -96,7 +96,7 @@ async def read_reply(reader: asyncio.StreamReader, cap: int, depth: int = 0) -> 
         if size < 0:
             return None
         if size > cap:
-            raise ProbeError(f"a Redis reply of {size} bytes exceeds the {cap} byte read cap")
+            raise ProbeError(f"a Redis reply of {size} bytes exceeds the {cap} byte message cap")
         return (await reader.readexactly(size + 2))[:-2]
     if kind == b"*" and _is_int(body) and depth < MAX_NESTING:
         count = int(body)
@@ -122,7 +122,7 @@ async def call(
 
 async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
     db = database(target)
-    cap = config.read_cap
+    cap = MESSAGE_CAP_BYTES
     details: dict[str, object] = {}
     async with tlsinfo.until(deadline):
         conn = await tlsinfo.connect(target, tls=target.tls, insecure=config.insecure)

@@ -57,6 +57,21 @@ STREAM_LIMIT = 1024 * 1024
 SHUTDOWN_TIMEOUT_S = 1.0
 
 
+# What OpenSSL's terse reasons mean, for the ones a wrong or hostile server causes.
+# OpenSSL checks a record's and a handshake message's announced length before
+# it buffers them: a record over 16 KiB (+ expansion), a certificate chain over
+# 100 KiB (its max_cert_list), any other handshake message over its own limit.
+REASON_HINTS = {
+    "WRONG_VERSION_NUMBER": " (the server does not speak TLS on this port?)",
+    "PACKET_LENGTH_TOO_LONG": " (the server announced a TLS record over the maximum size)",
+    "RECORD_OVERFLOW": " (the server announced a TLS record over the maximum size)",
+    "EXCESSIVE_MESSAGE_SIZE": (
+        " (the server announced a handshake message, such as its certificate chain,"
+        " over the size a client accepts)"
+    ),
+}
+
+
 class CertificateVerifyError(ProbeError):
     """The certificate did not verify; ``reason`` is OpenSSL's explanation."""
 
@@ -296,8 +311,7 @@ async def _handshake(
         ) from exc
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
-        if reason == "WRONG_VERSION_NUMBER":
-            reason += " (the server does not speak TLS on this port?)"
+        reason += REASON_HINTS.get(reason, "")
         raise ProbeError(f"TLS handshake failed: {reason}", failure="tls") from exc
     # The handshake ended when asyncio called connection_made, not when we woke up.
     finished = protocol.connected_ns or time.perf_counter_ns()

@@ -29,13 +29,13 @@ import uuid
 from typing import Any
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidURI
+from websockets.exceptions import InvalidURI, PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import WebSocketURI, parse_uri
 
 from probes import http, tlsinfo
-from probes.base import ProbeConfig, ProbeError, Sample, Target
+from probes.base import MESSAGE_CAP_BYTES, ProbeConfig, ProbeError, Sample, Target
 
 ECHO_WAIT_S = 1.0
 READ_CHUNK = 64 * 1024
@@ -75,8 +75,24 @@ class _Session:
             self.closed = True
             self.protocol.receive_eof()
         events = self.protocol.events_received()
+        self._check_frames()
         await self.flush()
         return events
+
+    def _check_frames(self) -> None:
+        """Fail on a frame the protocol refused, instead of waiting for an echo that cannot come.
+
+        websockets checks a frame's announced length against ``max_size``
+        before it reads the payload, then fails the connection (close code
+        1009); the probe ends the sample then, with the reason.
+        """
+        exc = self.protocol.parser_exc
+        if isinstance(exc, PayloadTooBig):
+            raise ProbeError(
+                f"a WebSocket message that exceeds the {MESSAGE_CAP_BYTES} byte message cap: {exc}"
+            )
+        if isinstance(exc, ProtocolError | UnicodeDecodeError):
+            raise ProbeError(f"the server broke the WebSocket protocol: {exc}")
 
     async def upgrade(self) -> Response:
         while True:
@@ -142,7 +158,7 @@ async def probe(target: Target, config: ProbeConfig, deadline: float) -> Sample:
 async def _exchange(
     conn: tlsinfo.Connection, uri: WebSocketURI, config: ProbeConfig, deadline: float
 ) -> Sample:
-    protocol = ClientProtocol(uri, max_size=config.read_cap)
+    protocol = ClientProtocol(uri, max_size=MESSAGE_CAP_BYTES)
     request = protocol.connect()
     request.headers["User-Agent"] = http.USER_AGENT
     protocol.send_request(request)
