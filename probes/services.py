@@ -550,8 +550,7 @@ class _ProgressWriter(threading.Thread):
     def watch(self, watch: _Watch) -> None:
         with self.lock:
             self.watched[watch.job_id] = watch
-        if watch.run_to_mark:
-            self.wake.set()
+        self.wake.set()
 
     def unwatch(self, watch: _Watch) -> None:
         """No write for this job once this returns (the job's end is written next)."""
@@ -565,16 +564,26 @@ class _ProgressWriter(threading.Thread):
         while True:
             with self.lock:
                 dues = [w.due for w in self.watched.values()]
-            wait = max(0.0, min(dues) - time.monotonic()) if dues else PROGRESS_EVERY_S
+            # Idle (no job running in this process): sleep until the next one comes.
+            wait = max(0.0, min(dues) - time.monotonic()) if dues else None
             self.wake.wait(wait)
             self.wake.clear()
             with self.lock:
+                if not self.watched:
+                    continue
+                # As Django does around a request: a connection older than
+                # CONN_MAX_AGE, or one that broke, is closed before and after.
+                self._close_old()
                 for watch in list(self.watched.values()):
                     self._write(watch)
-            try:
-                connection.close_if_unusable_or_obsolete()
-            except Exception:
-                logger.warning("progress connection not closed", exc_info=True)
+                self._close_old()
+
+    @staticmethod
+    def _close_old() -> None:
+        try:
+            connection.close_if_unusable_or_obsolete()
+        except Exception:
+            logger.warning("progress connection not closed", exc_info=True)
 
     def _write(self, watch: _Watch) -> None:
         try:
