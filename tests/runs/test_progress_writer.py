@@ -62,7 +62,8 @@ def test_jobs_write_progress_through_one_writer_and_mark_the_run_running(
         assert job.heartbeat_at > job.claimed_at
     run.refresh_from_db()
     assert run.status == Status.DONE
-    assert run.started_at is not None and run.started_at <= run.finished_at
+    assert run.started_at is not None and run.finished_at is not None
+    assert run.started_at <= run.finished_at
     # Both jobs were served by one writer thread, which lives on for the next job.
     assert len(_writers()) == 1
 
