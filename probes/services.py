@@ -23,6 +23,7 @@ second delivery a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
@@ -602,7 +603,8 @@ class _ProgressWriter(threading.Thread):
             # A database hiccup must not end the probe; the sweeper notices a job
             # whose heartbeat really stopped.
             logger.warning("progress of job %s not written", watch.job_id, exc_info=True)
-            connection.close()
+            with contextlib.suppress(Exception):
+                connection.close()  # a broken connection: the next write opens a new one
 
 
 _writer: _ProgressWriter | None = None
