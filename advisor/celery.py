@@ -12,13 +12,35 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
 
 app = Celery("advisor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Celery's Django fixup closes every database connection before and after each task
+# (it calls close(), whatever CONN_MAX_AGE says), so each probe job opened a new one:
+# on PostgreSQL a new server process, measured at 30-70 ms of every job's claim on
+# the loaded machine (bench/e2e.py --profile). With a reuse count it leaves them
+# open; the two handlers below then do what Django does around each request: close
+# a connection that is older than CONN_MAX_AGE or broke (close_old_connections).
+app.conf.update(CELERY_DB_REUSE_MAX=10_000)
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs: Any) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def _broker_folders() -> None:

@@ -210,15 +210,32 @@ def typed_unit(text: str, kind: str) -> str | None:
     return None
 
 
+class UnitSelect(forms.Select):
+    """A unit chooser that reads a submission without its unit as the base unit.
+
+    A bound form shows what was submitted, not its initial values: without this, a
+    refused submission (or an edit) that sent no unit would preselect nothing, and
+    the chooser would not show the unit the number was read in."""
+
+    def __init__(self, base: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base = base
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        value = super().value_from_datadict(data, files, name)
+        return self.base if value in (None, "") else value
+
+
 def _build_unit_field(name: str) -> forms.Field:
     kind = QUANTITY_FIELDS[name]
     choices = [(u.symbol, u.symbol) for u in vocabulary.UNITS[kind]]
+    base = vocabulary.BASE_UNIT[kind]
     return forms.CharField(
         required=False,
         # Its own words, not the question's, so "Peak messages or requests" names one control.
         label=f"{vocabulary.FIELDS[name].short}: unit",
-        initial=vocabulary.BASE_UNIT[kind],
-        widget=forms.Select(choices=choices, attrs={"class": "unit"}),
+        initial=base,
+        widget=UnitSelect(base, choices=choices, attrs={"class": "unit"}),
     )
 
 

@@ -33,8 +33,14 @@ def best_suited_for(method: str) -> str:
     return known.best_suited_for if known else ""
 
 
-def page_context(result: Any) -> dict[str, Any]:
-    """The context of ``advisor/_recommendation.html`` for a stored result."""
+def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
+    """The context of ``advisor/_recommendation.html`` for a stored result.
+
+    ``figures`` are the charts stored with the decision when it was made
+    (``{"ranking": ..., "contributions": ...}``); they are used as they are. Only
+    a decision stored before charts were kept with it (``None``) has them built
+    here, from its ranking.
+    """
     recommendation = Recommendation.from_stored(result)
     if recommendation is None:
         return {
@@ -57,7 +63,11 @@ def page_context(result: Any) -> dict[str, Any]:
         wins_if.setdefault(flip.winner, []).append(flip.text)
     ranking = recommendation.ranking
     contributions = plots.field_contributions(ranking)
-    ranking_figure, contribution_figure = plots.figures(ranking)
+    if isinstance(figures, dict):
+        ranking_figure = figures.get("ranking")
+        contribution_figure = figures.get("contributions")
+    else:
+        ranking_figure, contribution_figure = plots.figures(ranking)
     return {
         "recommendation": recommendation,
         "ranking": ranking,

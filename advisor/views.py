@@ -84,12 +84,9 @@ def _claim_session_decisions(request: HttpRequest) -> None:
 def _page_context(decision: Decision) -> dict[str, Any]:
     """What the recommendation templates need, from the stored decision only: the
     typed recommendation (advisor.presenting) with the charts stored at creation."""
-    context = presenting.page_context(decision.result)
-    figures = decision.figures if isinstance(decision.figures, dict) else None
-    if figures is not None:
-        context["ranking_figure"] = figures.get("ranking")
-        context["contribution_figure"] = figures.get("contributions")
-    # else: a decision stored before charts were kept with it; presenting built them.
+    # The charts stored with the decision; presenting builds them only for a decision
+    # stored before charts were kept with it (figures None).
+    context = presenting.page_context(decision.result, decision.figures)
     context.update(decision=decision, usecase_rows=_usecase_rows(decision))
     return context
 
@@ -138,6 +135,9 @@ class Mode:
     intro: str
     submit: str
     source: Decision | None = None
+    # A duplicate posts to "/" like a new decision; the form carries the original's
+    # id, so a refused submission still says what it duplicates.
+    duplicate: bool = False
 
 
 NEW = Mode(
@@ -175,7 +175,20 @@ def _duplicate_mode(decision: Decision) -> Mode:
         ),
         submit="Get the recommendation",
         source=decision,
+        duplicate=True,
     )
+
+
+def _submitted_mode(request: HttpRequest) -> Mode:
+    """The mode a refused submission to "/" is shown back in: a duplicate's, when the
+    form names a decision this visitor may see (anything else: a new decision)."""
+    raw = request.POST.get("duplicate_of", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return NEW
+    source = selectors.decision_get_for_visitor(
+        user=request.user, decision_id=int(raw), session_decision_ids=_session_ids(request)
+    )
+    return NEW if source is None else _duplicate_mode(source)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -188,7 +201,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 usecase=form.usecase, owner=owner, units=form.units
             )
             return _created(request, decision, token)
-        return _questionnaire(request, form, status=400)
+        return _questionnaire(request, form, status=400, mode=_submitted_mode(request))
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
     example_name = request.GET.get("example")

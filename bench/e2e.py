@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +88,7 @@ def in_process(urls: list[str]) -> float:
 
 POSTS: list[float] = []
 GETS: list[float] = []
+RUNS: list[int] = []
 
 
 def through_the_stack(client: httpx.Client, decision: int, urls: list[str]) -> float:
@@ -95,6 +98,7 @@ def through_the_stack(client: httpx.Client, decision: int, urls: list[str]) -> f
     response.raise_for_status()
     POSTS.append(time.perf_counter() - started)
     run_id = response.json()["id"]
+    RUNS.append(run_id)
     while True:
         asked = time.perf_counter()
         run = client.get(f"/api/probe-runs/{run_id}").json()
@@ -129,9 +133,11 @@ def tasks_per_second(client: httpx.Client, decision: int, quick_port: int) -> tu
 def bench(database: str, args: argparse.Namespace, urls: list[str], quick_port: int) -> None:
     POSTS.clear()
     GETS.clear()
+    RUNS.clear()
     # The production defaults of the sweeper and heartbeats, not the tests' quick ones.
     env = {
-        "LOG_LEVEL": "ERROR",
+        # --profile: the worker logs where each job's time went (probes.services).
+        "LOG_LEVEL": "INFO" if args.profile else "ERROR",
         "DJANGO_DEBUG": "false",  # as in production: DEBUG keeps every query in memory
         "PROBE_HEARTBEAT_S": "2",
         "PROBE_STALE_AFTER_S": "10",
@@ -162,10 +168,12 @@ def bench(database: str, args: argparse.Namespace, urls: list[str], quick_port: 
                 in_process(urls)
                 POSTS.clear()
                 GETS.clear()
+                RUNS.clear()
                 local, e2e = [], []
                 for _ in range(args.rounds):
                     local.append(in_process(urls))
                     e2e.append(through_the_stack(client, decision, urls))
+                profile = _timeline(stack) + _profile(stack.log("worker")) if args.profile else []
                 rate, spent = tasks_per_second(client, decision, quick_port)
     finally:
         if database == "postgres":
@@ -186,6 +194,69 @@ def bench(database: str, args: argparse.Namespace, urls: list[str], quick_port: 
         f"  {QUICK_TARGETS} quick targets (tcp, count 1) as {QUICK_TARGETS // PER_RUN} runs: "
         f"{spent:.2f} s, {rate:.0f} tasks/s on one worker"
     )
+    for line in profile:
+        print(line)
+
+
+# The worker's lines (probes.services, LOG_LEVEL=INFO) that say where a job's and a
+# run's time went, read back as medians over the rounds (the warm-up run included).
+_JOB_LINE = re.compile(
+    r"job \d+ \(attempt \d+\): (?:in the queue (?P<queue>[\d.]+) ms, )?"
+    r"(?:claimed in (?P<claimed>[\d.]+) ms, )?ready to probe in (?P<ready>[\d.]+) ms, "
+    r"probed in (?P<probed>[\d.]+) ms, "
+    r"stored in (?P<stored>[\d.]+) ms"
+)
+_RUN_LINE = re.compile(
+    r"run \d+ ended \(\w+\): (?:read in (?P<read>[\d.]+) ms, )?advice in (?P<advice>[\d.]+) ms, "
+    r"charts in (?P<charts>[\d.]+) ms, stored in (?P<stored>[\d.]+) ms"
+)
+
+
+def _timeline(stack: Stack) -> list[str]:
+    """Each measured run's moments, from its rows: made -> first and last claim -> last
+    job's end -> the run's end (medians over the rounds, ms after the run was made)."""
+    marks: dict[str, list[float]] = {}
+    for run_id in RUNS:
+        [(made, ended)] = stack.sql(
+            "SELECT created_at, finished_at FROM probes_proberun WHERE id = ?", run_id
+        )
+        [(first, last, jobs_ended)] = stack.sql(
+            "SELECT min(claimed_at), max(claimed_at), max(finished_at) FROM probes_probejob "
+            "WHERE run_id = ?",
+            run_id,
+        )
+        for label, moment in (
+            ("first claim", first),
+            ("last claim", last),
+            ("last job ended", jobs_ended),
+            ("run ended", ended),
+        ):
+            marks.setdefault(label, []).append((_when(moment) - _when(made)).total_seconds() * 1000)
+    text = ", ".join(f"{k} +{statistics.median(v):.0f}" for k, v in marks.items())
+    return [f"  timeline of a run (medians, ms after it was made): {text}"]
+
+
+def _when(value: object) -> datetime:
+    # PostgreSQL answers datetimes; SQLite the text Django wrote.
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _profile(log: str) -> list[str]:
+    lines = ["  where the worker's time went (medians, ms):"]
+    for label, pattern in (("job", _JOB_LINE), ("run end", _RUN_LINE)):
+        found = [m.groupdict() for m in pattern.finditer(log)]
+        if not found:
+            lines.append(f"    {label}: no lines (is LOG_LEVEL INFO reaching the worker log?)")
+            continue
+        parts = [
+            f"{key} {statistics.median(float(f[key]) for f in found):.1f}"
+            for key in found[0]
+            if all(f[key] is not None for f in found)
+        ]
+        lines.append(f"    {label} ({len(found)}): " + ", ".join(parts))
+    fresh = log.count("(a new database connection)")
+    lines.append(f"    jobs that opened a database connection: {fresh}")
+    return lines
 
 
 def _pg(url: str, statement: str) -> None:
@@ -202,6 +273,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=TARGETS)
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where the worker's time went"
+    )
     args = parser.parse_args()
 
     server = subprocess.Popen(

@@ -138,7 +138,7 @@ curl -fs "$BASE$SHARE_PATH" -o "$WORK/share.html"
 HTML_BYTES=$(curl -fs -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$BASE$SHARE_PATH")
 echo
 echo "   a share page over the wire, with its scripts and styles (Accept-Encoding: gzip;"
-echo "   WhiteNoise sends the static files gzipped, the app sends its HTML as it is):"
+echo "   WhiteNoise sends the static files gzipped, the app its HTML (pages with no secret in it):"
 printf '     %-58s %9s bytes\n' "$SHARE_PATH (HTML)" "$HTML_BYTES"
 TOTAL=$HTML_BYTES
 for asset in $(grep -oE '(src|href)="/static/[^"]+"' "$WORK/share.html" | sed -E 's/^(src|href)="//; s/"$//' | sort -u); do

@@ -23,6 +23,7 @@ second delivery a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
@@ -325,7 +326,7 @@ def run_create(
             vantage_points=points,
             created_at=now,
         )
-        ProbeJob.objects.bulk_create(
+        jobs = ProbeJob.objects.bulk_create(
             [
                 ProbeJob(
                     run=run,
@@ -344,11 +345,16 @@ def run_create(
                 for position, item in enumerate(checked)
             ]
         )
-        job_ids = list(run.jobs.values_list("id", flat=True))
+        # The ids come back from the INSERT (RETURNING, on PostgreSQL and SQLite): no
+        # second read of the rows, nor a third to send them, on the way to the workers.
+        if any(job.pk is None for job in jobs):
+            jobs = list(run.jobs.all())
+        soft, hard = time_limits(run)
+        messages = [(job.pk, job.vantage_point, soft, hard) for job in jobs]
         # Sent once the rows are committed, so a worker always finds its job. A
         # broker that is down must not fail the request: the job stays queued and
         # the sweeper sends it again.
-        transaction.on_commit(lambda: jobs_send(job_ids), robust=True)
+        transaction.on_commit(lambda: _send(messages), robust=True)
     return run
 
 
@@ -367,16 +373,19 @@ def time_limits(run: ProbeRun) -> tuple[float, float]:
 
 def jobs_send(job_ids: Iterable[int]) -> None:
     """Send each job's id to its vantage point's queue, with time limits from its bound."""
+    jobs = ProbeJob.objects.filter(id__in=list(job_ids)).select_related("run")
+    _send([(job.pk, job.vantage_point, *time_limits(job.run)) for job in jobs])
+
+
+def _send(messages: Sequence[tuple[int, str, float, float]]) -> None:
+    """Send (job id, queue, soft limit, hard limit) messages, on one broker connection."""
     from probes.tasks import probe_job_run
 
-    jobs = ProbeJob.objects.filter(id__in=list(job_ids)).select_related("run")
-    # One broker connection for all of them.
     with probe_job_run.app.producer_or_acquire() as producer:
-        for job in jobs:
-            soft, hard = time_limits(job.run)
+        for job_id, queue, soft, hard in messages:
             probe_job_run.apply_async(
-                args=(job.pk,),
-                queue=job.vantage_point,
+                args=(job_id,),
+                queue=queue,
                 soft_time_limit=math.ceil(soft),
                 time_limit=math.ceil(hard),
                 producer=producer,
@@ -395,10 +404,23 @@ def job_claim(*, job_id: int, worker: str) -> int | None:
     taken is answered from a read, without waiting for the write lock.
     """
     claimed = _claim(job_id=job_id, worker=worker)
-    return claimed[1] if claimed is not None else None
+    if claimed is None:
+        return None
+    job, attempt = claimed
+    _run_started(job)
+    return attempt
+
+
+def _run_started(job: ProbeJob) -> None:
+    """Mark the job's run running, when its first job is claimed (a conditional update)."""
+    if job.run.status == Status.QUEUED:
+        ProbeRun.objects.filter(id=job.run_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=job.claimed_at
+        )
 
 
 def _claim(*, job_id: int, worker: str) -> tuple[ProbeJob, int] | None:
+    """One read and one conditional UPDATE; the run is marked running by the caller."""
     job = ProbeJob.objects.filter(id=job_id).select_related("run").first()
     if job is None or job.status != Status.QUEUED:
         return None
@@ -418,10 +440,7 @@ def _claim(*, job_id: int, worker: str) -> tuple[ProbeJob, int] | None:
     )
     if claimed != 1:
         return None
-    if job.run.status == Status.QUEUED:
-        ProbeRun.objects.filter(id=job.run_id, status=Status.QUEUED).update(
-            status=Status.RUNNING, started_at=now
-        )
+    job.claimed_at = now
     return job, attempt
 
 
@@ -487,50 +506,119 @@ def job_fail(*, job_id: int, reason: str, attempt: int | None = None) -> bool:
     return True
 
 
-class _Progress(threading.Thread):
-    """Writes a running job's progress from a thread of its own.
+class _Watch:
+    """One running job whose progress the writer keeps in the database."""
 
-    The probe's event loop only appends to a list (``on_sample``); this thread
-    reads its length and writes it with the ORM, every ``PROGRESS_EVERY_S``, so
-    the loop never waits on the database and the ORM is never called from
-    async code. Each write is the job's heartbeat. When a write finds the claim
-    gone (the sweeper requeued the job), it cancels the probe.
-    """
-
-    def __init__(self, job_id: int, attempt: int, series: list[list[Any]]) -> None:
-        super().__init__(name=f"probe-progress-{job_id}", daemon=True)
-        self.job_id = job_id
+    def __init__(self, job: ProbeJob, attempt: int, series: list[list[Any]]) -> None:
+        self.job = job
+        self.job_id = int(job.pk)
         self.attempt = attempt
         self.series = series
-        self.stopping = threading.Event()
+        # The run is marked running by the writer, off the probe's way; the first
+        # progress write is due one period in, so a quick job never writes here.
+        self.run_to_mark = job.run.status == Status.QUEUED
+        self.due = time.monotonic() + PROGRESS_EVERY_S
         self.lost = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
 
-    def run(self) -> None:
-        # A job that ends within the first period never writes here: its result
-        # (with its sample count) is written next, and a quick job stays quick.
-        try:
-            while not self.stopping.wait(PROGRESS_EVERY_S):
-                done = len(self.series)
-                if not job_progress(job_id=self.job_id, attempt=self.attempt, samples_done=done):
-                    self.lost = True
-                    self._cancel_probe()
-                    return
-        except Exception:
-            # A database hiccup must not end the probe; the sweeper notices a job
-            # whose heartbeat really stopped.
-            logger.warning("progress of job %s not written", self.job_id, exc_info=True)
-        finally:
-            connection.close()
-
-    def _cancel_probe(self) -> None:
+    def cancel_probe(self) -> None:
         if self.loop is not None and self.task is not None:
             self.loop.call_soon_threadsafe(self.task.cancel)
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=30)
+
+class _ProgressWriter(threading.Thread):
+    """Writes running jobs' progress from a thread of its own, one per worker process.
+
+    The probe's event loop only appends to a list (``on_sample``); this thread
+    reads its length and writes it with the ORM, every ``PROGRESS_EVERY_S``, so
+    the loop never waits on the database and the ORM is never called from async
+    code. Each write is the job's heartbeat. When a write finds the claim gone
+    (the sweeper requeued the job), it cancels the probe.
+
+    The thread lives as long as its process, so its database connection is opened
+    once and kept (``CONN_MAX_AGE``), not set up again for every job: on
+    PostgreSQL a new connection is a new server process.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="probe-progress", daemon=True)
+        self.pid = os.getpid()
+        self.lock = threading.Lock()  # held while writing: unwatch() waits for a write
+        self.watched: dict[int, _Watch] = {}
+        self.wake = threading.Event()
+
+    def watch(self, watch: _Watch) -> None:
+        with self.lock:
+            self.watched[watch.job_id] = watch
+        self.wake.set()
+
+    def unwatch(self, watch: _Watch) -> None:
+        """No write for this job once this returns (the job's end is written next)."""
+        with self.lock:
+            self.watched.pop(watch.job_id, None)
+        if watch.run_to_mark:  # a job quicker than the writer: queued -> running still
+            watch.run_to_mark = False
+            _run_started(watch.job)
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                dues = [w.due for w in self.watched.values()]
+            # Idle (no job running in this process): sleep until the next one comes.
+            wait = max(0.0, min(dues) - time.monotonic()) if dues else None
+            self.wake.wait(wait)
+            self.wake.clear()
+            with self.lock:
+                if not self.watched:
+                    continue
+                # As Django does around a request: a connection older than
+                # CONN_MAX_AGE, or one that broke, is closed before and after.
+                self._close_old()
+                for watch in list(self.watched.values()):
+                    self._write(watch)
+                self._close_old()
+
+    @staticmethod
+    def _close_old() -> None:
+        try:
+            connection.close_if_unusable_or_obsolete()
+        except Exception:
+            logger.warning("progress connection not closed", exc_info=True)
+
+    def _write(self, watch: _Watch) -> None:
+        try:
+            if watch.run_to_mark:
+                watch.run_to_mark = False
+                _run_started(watch.job)
+            if time.monotonic() < watch.due:
+                return
+            watch.due = time.monotonic() + PROGRESS_EVERY_S
+            done = len(watch.series)
+            if not job_progress(job_id=watch.job_id, attempt=watch.attempt, samples_done=done):
+                watch.lost = True
+                self.watched.pop(watch.job_id, None)
+                watch.cancel_probe()
+        except Exception:
+            # A database hiccup must not end the probe; the sweeper notices a job
+            # whose heartbeat really stopped.
+            logger.warning("progress of job %s not written", watch.job_id, exc_info=True)
+            with contextlib.suppress(Exception):
+                connection.close()  # a broken connection: the next write opens a new one
+
+
+_writer: _ProgressWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def _progress_writer() -> _ProgressWriter:
+    """This process's writer (a pool process forked from another makes its own)."""
+    global _writer
+    with _writer_lock:
+        if _writer is None or _writer.pid != os.getpid() or not _writer.is_alive():
+            _writer = _ProgressWriter()
+            _writer.start()
+        return _writer
 
 
 async def probe_async(url: str, config: ProbeConfig, on_sample: Any = None) -> ProbeResult:
@@ -581,10 +669,13 @@ def job_execute(*, job_id: int, worker: str) -> str:
     in another (:class:`_Progress`).
     """
     begun = time.perf_counter()
+    connected = connection.connection is not None
     claimed = _claim(job_id=job_id, worker=worker)
     if claimed is None:
         return "not claimed"
     job, attempt = claimed
+    took_claim = time.perf_counter()
+    waited = (timezone.now() - job.sent_at).total_seconds() if job.sent_at else 0.0
     run = job.run
     try:
         url = credentials.unseal(job.secret_url) if job.secret_url else job.url
@@ -612,21 +703,22 @@ def job_execute(*, job_id: int, worker: str) -> str:
         )
         series.append([round(time.monotonic() - started, 3), latency])
 
-    progress = _Progress(job_id, attempt, series)
-    progress.start()
+    progress = _Watch(job, attempt, series)
 
     async def probe() -> ProbeResult:
         progress.loop = asyncio.get_running_loop()
         progress.task = asyncio.current_task()
         return await probe_async(url, config, on_sample)
 
+    writer = _progress_writer()
+    writer.watch(progress)
     probing = time.perf_counter()
     try:
         result = asyncio.run(probe())
     except asyncio.CancelledError:
         return "taken back"
     finally:
-        progress.stop()
+        writer.unwatch(progress)
     if progress.lost:
         return "taken back"
     probed = time.perf_counter()
@@ -638,12 +730,16 @@ def job_execute(*, job_id: int, worker: str) -> str:
         run_id=job.run_id,
     )
     logger.info(
-        "job %s (attempt %s): ready to probe in %.0f ms, probed in %.0f ms, stored in %.0f ms",
+        "job %s (attempt %s): in the queue %.1f ms, claimed in %.1f ms, "
+        "ready to probe in %.1f ms, probed in %.1f ms, stored in %.1f ms%s",
         job_id,
         attempt,
+        waited * 1000,
+        (took_claim - begun) * 1000,
         (probing - begun) * 1000,
         (probed - probing) * 1000,
         (time.perf_counter() - probed) * 1000,
+        "" if connected else " (a new database connection)",
     )
     return "done" if stored else "taken back"
 
@@ -668,9 +764,22 @@ def run_finish_if_complete(*, run_id: int) -> bool:
     )
     if taken != 1:
         return False
-    run = ProbeRun.objects.select_related("decision").get(id=run_id)
     started = time.perf_counter()
-    jobs = list(run.jobs.select_related("outcome").order_by("vantage_point", "position"))
+    # One read: the jobs with their results, run and decision (its answers only).
+    jobs = list(
+        ProbeJob.objects.filter(run_id=run_id)
+        .select_related("outcome", "run", "run__decision")
+        .only(
+            *(f.name for f in ProbeJob._meta.concrete_fields),
+            *(f"outcome__{f.name}" for f in ProbeJobResult._meta.concrete_fields),
+            *(f"run__{f.name}" for f in ProbeRun._meta.concrete_fields),
+            "run__decision__id",
+            "run__decision__usecase",
+        )
+        .order_by("vantage_point", "position")
+    )
+    run = jobs[0].run if jobs else ProbeRun.objects.select_related("decision").get(id=run_id)
+    read = time.perf_counter()
     measurements = evidence.measurements_of(jobs)
     advice, notes = evidence.advise(run.decision.usecase, measurements)
     advised = time.perf_counter()
@@ -698,10 +807,12 @@ def run_finish_if_complete(*, run_id: int) -> bool:
         # The share page is cached by the decision's last change; the evidence is one.
         Decision.objects.filter(pk=run.decision_id).update(updated_at=timezone.now())
     logger.info(
-        "run %s ended (%s): advice in %.0f ms, charts in %.0f ms, stored in %.0f ms",
+        "run %s ended (%s): read in %.1f ms, advice in %.1f ms, charts in %.1f ms, "
+        "stored in %.1f ms",
         run_id,
         status,
-        (advised - started) * 1000,
+        (read - started) * 1000,
+        (advised - read) * 1000,
         (drawn - advised) * 1000,
         (time.perf_counter() - drawn) * 1000,
     )
