@@ -98,9 +98,13 @@ def client_address(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
+def retry_message(exc: RateLimited) -> str:
+    return f"Too many requests: try again in {exc.retry_after} s."
+
+
 def too_many_requests(exc: RateLimited, *, json: bool = False) -> HttpResponse:
     """A 429 answer with ``Retry-After``, as JSON for the API or plain text for pages."""
-    message = f"Too many requests: try again in {exc.retry_after} s."
+    message = retry_message(exc)
     response: HttpResponse
     if json:
         response = JsonResponse({"detail": message, "retry_after": exc.retry_after}, status=429)
@@ -108,3 +112,47 @@ def too_many_requests(exc: RateLimited, *, json: bool = False) -> HttpResponse:
         response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+# --- the web app's limits ---------------------------------------------------------
+# Every attempt counts (right or wrong): a person logs in a few times an hour, a
+# guesser thousands. The account's limit holds whatever address guesses (a botnet);
+# the address's limit holds whatever accounts one address tries (spraying).
+LOGIN_PER_ACCOUNT = Limit("login-account", 10, 900)
+LOGIN_PER_ADDRESS = Limit("login-address", 30, 900)
+# Recommendations stored without an account (the questionnaire and the API).
+ANONYMOUS_RECOMMENDATIONS = Limit("recommendations-anonymous", 30, 3600)
+# Share links opened, found or not (tokens are 256-bit: this bounds scraping and
+# guessing alike, and leaves room for a team behind one address).
+SHARE_LOOKUPS = Limit("share-lookups", 120, 60)
+
+
+def _over(*hits: tuple[Limit, str]) -> RateLimited | None:
+    """Count a hit on every limit; the longest wait among those over, if any."""
+    worst: RateLimited | None = None
+    for limit, subject in hits:
+        retry_after = hit(limit, subject)
+        if retry_after is not None and (worst is None or retry_after > worst.retry_after):
+            worst = RateLimited(limit, retry_after)
+    return worst
+
+
+def login_attempt(request: HttpRequest) -> RateLimited | None:
+    """A POST to a login form (the site's or the admin's), counted per address and account."""
+    if request.method != "POST":
+        return None
+    hits = [(LOGIN_PER_ADDRESS, client_address(request))]
+    username = str(request.POST.get("username", "")).strip().casefold()[:150]
+    if username:
+        hits.append((LOGIN_PER_ACCOUNT, username))
+    return _over(*hits)
+
+
+def anonymous_recommendation(request: HttpRequest) -> RateLimited | None:
+    """A recommendation about to be stored without an owner, counted per address."""
+    return _over((ANONYMOUS_RECOMMENDATIONS, client_address(request)))
+
+
+def share_lookup(request: HttpRequest) -> RateLimited | None:
+    """A share token about to be looked up, counted per address."""
+    return _over((SHARE_LOOKUPS, client_address(request)))
