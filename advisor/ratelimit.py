@@ -15,6 +15,7 @@ limit: benchmarks raise it instead of changing code; 0 turns limits off.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -91,11 +92,32 @@ def check(limit: Limit, subject: str) -> None:
         raise RateLimited(limit, retry_after)
 
 
+def _trusted(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
 def client_address(request: HttpRequest) -> str:
-    """The address a request came from. Behind a proxy, the proxy must set REMOTE_ADDR
-    (gunicorn's --forwarded-allow-ips with a trusted proxy); a client-supplied
-    X-Forwarded-For is never believed here."""
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    """The address a request came from, for counting.
+
+    ``REMOTE_ADDR``, unless it is one of ``TRUSTED_PROXIES`` (settings, from
+    ``DJANGO_TRUSTED_PROXIES``: the TLS proxy's addresses): then the last address in
+    ``X-Forwarded-For`` that is not a trusted proxy, which is the one the nearest
+    proxy saw. Anything a client writes further left is never believed, and without
+    trusted proxies the header is ignored altogether.
+    """
+    remote = str(request.META.get("REMOTE_ADDR") or "unknown")
+    proxies: list[str] = list(getattr(settings, "TRUSTED_PROXIES", []))
+    if not proxies or not _trusted(remote, proxies):
+        return remote
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        if not _trusted(hop, proxies):
+            return hop
+    return remote
 
 
 def retry_message(exc: RateLimited) -> str:

@@ -278,3 +278,39 @@ def test_error_answers_carry_the_policy(alice: User) -> None:
     for name, response in answers.items():
         assert response.status_code >= 400, name
         assert response["Content-Security-Policy"] == POLICY, name
+
+
+# --- the address behind a proxy ------------------------------------------------------
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy(settings: Settings) -> None:
+    from django.test import RequestFactory
+
+    def address(remote: str, forwarded: str | None = None) -> str:
+        request = RequestFactory().get("/", REMOTE_ADDR=remote)
+        if forwarded is not None:
+            request.META["HTTP_X_FORWARDED_FOR"] = forwarded
+        return ratelimit.client_address(request)
+
+    # No trusted proxy: a client's header is never believed.
+    assert address("203.0.113.9", "10.9.9.9") == "203.0.113.9"
+    settings.TRUSTED_PROXIES = ["127.0.0.1/32", "10.0.0.0/24"]
+    # From the proxy: the last hop it did not add itself, whatever the client wrote first.
+    assert address("127.0.0.1", "198.51.100.7") == "198.51.100.7"
+    assert address("127.0.0.1", "1.2.3.4, 198.51.100.7, 10.0.0.5") == "198.51.100.7"
+    assert address("127.0.0.1") == "127.0.0.1"
+    # Not from the proxy: the header is ignored.
+    assert address("203.0.113.9", "198.51.100.7") == "203.0.113.9"
+
+
+def test_logins_behind_a_proxy_are_limited_per_client_not_for_everyone(
+    alice: User, settings: Settings
+) -> None:
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    guesser = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    for i in range(ratelimit.LOGIN_PER_ADDRESS.count + 1):
+        guesser.post("/accounts/login", {"username": f"u{i}", "password": "x"})
+    assert_429(guesser.post("/accounts/login", {"username": "u0", "password": "x"}))
+    someone_else = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.8")
+    answer = someone_else.post("/accounts/login", {"username": "alice", "password": PASSWORD})
+    assert answer.status_code == 302
