@@ -314,3 +314,21 @@ def test_logins_behind_a_proxy_are_limited_per_client_not_for_everyone(
     someone_else = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.8")
     answer = someone_else.post("/accounts/login", {"username": "alice", "password": PASSWORD})
     assert answer.status_code == 302
+
+
+# --- https ---------------------------------------------------------------------------
+
+
+def test_production_https_redirects_pages_but_not_health_checks(settings: Settings) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = True
+    page = Client().get("/knowledge")
+    assert page.status_code == 301 and page["Location"] == "https://testserver/knowledge"
+    assert Client().get("/healthz").status_code == 200  # load balancers check over http
+    assert Client().get("/readyz").status_code == 200
+    secure = Client().get("/knowledge", secure=True)
+    assert secure.status_code == 200
+    assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert secure["Content-Security-Policy"] == POLICY
