@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -57,6 +59,15 @@ def env_list(name: str, default: str = "") -> list[str]:
 # Production-safe by default: DEBUG only when asked for (`make run` asks for itself).
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY").strip()
+# One-shot commands that sign, encrypt and store nothing (a report, a measurement, the
+# responder on a target) need no key of their own: they get a random one that dies
+# with the process. Servers, workers and every other command need the real one.
+KEYLESS_COMMANDS = {"advise", "probe", "responder", "help", "version"}
+_keyless = (
+    len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in KEYLESS_COMMANDS
+)
+if not SECRET_KEY and _keyless:
+    SECRET_KEY = secrets.token_urlsafe(50)
 if not SECRET_KEY:
     if not DEBUG:
         # Signed cookies, CSRF tokens, password resets and the encrypted probe

@@ -131,6 +131,40 @@ def test_without_a_secret_key_and_with_debug_off_nothing_starts(
     assert not (tmp_path / "switchboard.sqlite3").exists()  # migrate never ran
 
 
+def test_one_shot_commands_that_store_nothing_run_without_a_key(tmp_path: Path) -> None:
+    """`manage.py advise` and the like sign nothing: a random key of their own, never a
+    public one (so nothing they could sign would be accepted anywhere else)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "advise", "-", "--format", "json"],
+        cwd=ROOT,
+        env=production_env(SWITCHBOARD_VAR_DIR=str(tmp_path)),
+        input='{"interaction": "streaming", "loss_tolerant": true}',
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["ranking"]
+    # Each such process has a key of its own, long and random.
+    code = (
+        "import sys; sys.argv = ['manage.py', 'probe']; "
+        "import advisor.settings as s; print(s.SECRET_KEY)"
+    )
+    first, second = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=production_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    )
+    assert len(first) >= 50 and first != second
+
+
 def test_check_deploy_passes_with_production_settings(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
