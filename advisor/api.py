@@ -30,7 +30,7 @@ from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
 from ninja.utils import check_csrf
 
-from advisor import apitokens, ratelimit, selectors, services
+from advisor import apitokens, health, ratelimit, selectors, services
 from advisor.engine import Recommendation
 from advisor.models import Decision
 from advisor.usecase import UseCase, UseCaseError, parse_usecase
@@ -130,6 +130,13 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     The traceback goes to the log as Django's own handler would send it; under
     DEBUG the answer carries it, as ninja does, for whoever is developing.
     """
+    if what := health.unavailable(exc):  # down or hung: 503, try again later
+        logger.warning("%s unavailable for %s: %s: %s", what, request.path, type(exc).__name__, exc)
+        response = api.create_response(
+            request, {"detail": health.unavailable_message(what)}, status=503
+        )
+        response["Retry-After"] = str(health.RETRY_AFTER_S)
+        return response
     logger.error("Internal Server Error: %s", request.path, exc_info=exc)
     if settings.DEBUG:
         trace = "".join(traceback.format_exception(exc))

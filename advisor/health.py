@@ -155,3 +155,57 @@ def readyz(request: HttpRequest) -> HttpResponse:
     ready = all(problem == "ok" for problem in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JsonResponse(body, status=200 if ready else 503)
+
+
+# --- requests while a dependency is gone -----------------------------------------------
+
+RETRY_AFTER_S = 30
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """ "database" or "broker" when exc says that peer could not be reached (or timed out)."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return "database"
+    try:
+        from kombu.exceptions import OperationalError as BrokerError
+    except ImportError:  # pragma: no cover - kombu is a dependency
+        return None
+    if isinstance(exc, BrokerError):
+        return "broker"
+    return None
+
+
+def unavailable_message(what: str) -> str:
+    return f"Switchboard cannot reach its {what} just now. Try again in a minute."
+
+
+class DependencyUnavailableMiddleware:
+    """A page whose database (or broker) is down or hung answers 503 with Retry-After
+    and a sentence, not a 500 with a traceback in the log for every visitor; the
+    error, with its host and port, goes to the log once per request as a warning."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        what = unavailable(exception)
+        if what is None:
+            return None
+        log.warning(
+            "%s unavailable for %s %s: %s: %s",
+            what,
+            request.method,
+            request.path,
+            type(exception).__name__,
+            exception,
+        )
+        response = HttpResponse(
+            unavailable_message(what) + "\n", status=503, content_type="text/plain; charset=utf-8"
+        )
+        response["Retry-After"] = str(RETRY_AFTER_S)
+        return response

@@ -110,6 +110,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it sees the views' exceptions: a database or broker that is down or
+    # hung is a 503 with Retry-After, not a 500.
+    "advisor.health.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "advisor.urls"

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.faultpeers import closed_port, hung_peer
 
@@ -176,18 +175,33 @@ def test_the_web_while_redis_is_down(tmp_path: Path) -> None:
     assert "skipping the cache" in log.read_text()
 
 
-@pytest.mark.parametrize("scheme", ["postgres"])
-def test_readyz_while_the_database_hangs(tmp_path: Path, scheme: str) -> None:
-    """A PostgreSQL that accepts and never answers: /readyz says so within 2 s, and
-    /healthz (which touches nothing) still answers, so the orchestrator does not
-    restart a healthy web process for its database's sake."""
+def test_the_web_while_the_database_hangs(tmp_path: Path) -> None:
+    """A PostgreSQL that accepts and never answers: /readyz says so within 2 s, /healthz
+    (which touches nothing) still answers, so the orchestrator does not restart a
+    healthy web process for its database's sake, and requests that need the database
+    get a 503 with Retry-After after the connect timeout, never a 500 or a hang."""
     with hung_peer() as port:
-        # Migrate the embedded database (web_server does), serve on the hung one.
-        url = f"{scheme}://switchboard@127.0.0.1:{port}/switchboard"
-        with web_server(tmp_path, DATABASE_URL=url) as (client, _):
+        # web_server migrates the embedded database, then serves on the hung one.
+        url = f"postgres://switchboard@127.0.0.1:{port}/switchboard"
+        with web_server(tmp_path, DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT="2") as (
+            client,
+            log,
+        ):
             response, elapsed = timed_readyz(client)
             assert_not_ready(
                 response, elapsed, {"database": "timeout", "cache": "ok", "broker": "ok"}
             )
             assert str(port) not in response.text
             assert client.get("/healthz").text == "ok"
+            created = client.post("/api/recommendations", json=DOCUMENT)
+            assert created.status_code == 503, created.text[:500]
+            assert created.json() == {
+                "detail": "Switchboard cannot reach its database just now. Try again in a minute."
+            }
+            assert created.headers["Retry-After"] == "30"
+            share = client.get("/s/some-token")
+            assert share.status_code == 503 and share.headers["Retry-After"] == "30"
+            assert "database" in share.text and str(port) not in share.text
+        text = log.read_text()
+        assert "database unavailable" in text
+        assert "Internal Server Error" not in text and "WORKER TIMEOUT" not in text, text[-3000:]
