@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# Migrating and collecting static files on a developer's machine: DEBUG on unless
+# the caller set it (with DEBUG off the settings need DJANGO_SECRET_KEY).
+install: export DJANGO_DEBUG ?= true
 install: $(STAMP)
 	@mkdir -p var/celery/out var/celery/processed var/celery/control
 	@$(BIN)/python manage.py migrate --noinput -v 0

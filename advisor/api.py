@@ -30,7 +30,7 @@ from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
 from ninja.utils import check_csrf
 
-from advisor import apitokens, selectors, services
+from advisor import apitokens, health, ratelimit, selectors, services
 from advisor.engine import Recommendation
 from advisor.models import Decision
 from advisor.usecase import UseCase, UseCaseError, parse_usecase
@@ -130,6 +130,13 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     The traceback goes to the log as Django's own handler would send it; under
     DEBUG the answer carries it, as ninja does, for whoever is developing.
     """
+    if what := health.unavailable(exc):  # down or hung: 503, try again later
+        logger.warning("%s unavailable for %s: %s: %s", what, request.path, type(exc).__name__, exc)
+        response = api.create_response(
+            request, {"detail": health.unavailable_message(what)}, status=503
+        )
+        response["Retry-After"] = str(health.RETRY_AFTER_S)
+        return response
     logger.error("Internal Server Error: %s", request.path, exc_info=exc)
     if settings.DEBUG:
         trace = "".join(traceback.format_exception(exc))
@@ -224,6 +231,7 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
         413: ErrorOut,
         415: ErrorOut,
         422: InvalidDocumentOut,
+        429: ErrorOut,
     },
     summary="Recommend a method for a use case",
     openapi_extra={
@@ -266,6 +274,9 @@ def recommendation_create(request: HttpRequest, response: HttpResponse) -> Statu
     except UseCaseError as exc:
         return Status(422, _invalid(exc.errors))
     owner = _owner(request)
+    if owner is None and (limited := ratelimit.anonymous_recommendation(request)):
+        response["Retry-After"] = str(limited.retry_after)
+        return Status(429, {"detail": ratelimit.retry_message(limited)})
     decision, token = services.decision_create(usecase=usecase, owner=owner)
     # ninja hands in the response it will send, so the created resource can be named.
     response["Location"] = request.build_absolute_uri(f"{request.path}/{token}")
@@ -274,7 +285,7 @@ def recommendation_create(request: HttpRequest, response: HttpResponse) -> Statu
 
 @api.get(
     "/recommendations/{token}",
-    response={200: RecommendationOut, 404: ErrorOut},
+    response={200: RecommendationOut, 404: ErrorOut, 429: ErrorOut},
     summary="A shared recommendation, as it was frozen",
     tags=["recommendations"],
 )
@@ -283,8 +294,11 @@ def recommendation_get(request: HttpRequest, token: str) -> HttpResponse:
 
     Unknown, revoked and expired tokens all get the same 404.
     """
-    link = selectors.share_link_get_active(token=token)
-    if link is None:
+    limited = ratelimit.share_lookup(request)
+    link = None if limited else selectors.share_link_get_active(token=token)
+    if limited:
+        response = ratelimit.too_many_requests(limited, json=True)
+    elif link is None:
         body: dict[str, Any] = {"detail": _NOT_FOUND}
         response = api.create_response(request, body, status=404)
     else:

@@ -15,6 +15,7 @@ limit: benchmarks raise it instead of changing code; 0 turns limits off.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -91,16 +92,41 @@ def check(limit: Limit, subject: str) -> None:
         raise RateLimited(limit, retry_after)
 
 
+def _trusted(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
 def client_address(request: HttpRequest) -> str:
-    """The address a request came from. Behind a proxy, the proxy must set REMOTE_ADDR
-    (gunicorn's --forwarded-allow-ips with a trusted proxy); a client-supplied
-    X-Forwarded-For is never believed here."""
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    """The address a request came from, for counting.
+
+    ``REMOTE_ADDR``, unless it is one of ``TRUSTED_PROXIES`` (settings, from
+    ``DJANGO_TRUSTED_PROXIES``: the TLS proxy's addresses): then the last address in
+    ``X-Forwarded-For`` that is not a trusted proxy, which is the one the nearest
+    proxy saw. Anything a client writes further left is never believed, and without
+    trusted proxies the header is ignored altogether.
+    """
+    remote = str(request.META.get("REMOTE_ADDR") or "unknown")
+    proxies: list[str] = list(getattr(settings, "TRUSTED_PROXIES", []))
+    if not proxies or not _trusted(remote, proxies):
+        return remote
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        if not _trusted(hop, proxies):
+            return hop
+    return remote
+
+
+def retry_message(exc: RateLimited) -> str:
+    return f"Too many requests: try again in {exc.retry_after} s."
 
 
 def too_many_requests(exc: RateLimited, *, json: bool = False) -> HttpResponse:
     """A 429 answer with ``Retry-After``, as JSON for the API or plain text for pages."""
-    message = f"Too many requests: try again in {exc.retry_after} s."
+    message = retry_message(exc)
     response: HttpResponse
     if json:
         response = JsonResponse({"detail": message, "retry_after": exc.retry_after}, status=429)
@@ -108,3 +134,47 @@ def too_many_requests(exc: RateLimited, *, json: bool = False) -> HttpResponse:
         response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+# --- the web app's limits ---------------------------------------------------------
+# Every attempt counts (right or wrong): a person logs in a few times an hour, a
+# guesser thousands. The account's limit holds whatever address guesses (a botnet);
+# the address's limit holds whatever accounts one address tries (spraying).
+LOGIN_PER_ACCOUNT = Limit("login-account", 10, 900)
+LOGIN_PER_ADDRESS = Limit("login-address", 30, 900)
+# Recommendations stored without an account (the questionnaire and the API).
+ANONYMOUS_RECOMMENDATIONS = Limit("recommendations-anonymous", 30, 3600)
+# Share links opened, found or not (tokens are 256-bit: this bounds scraping and
+# guessing alike, and leaves room for a team behind one address).
+SHARE_LOOKUPS = Limit("share-lookups", 120, 60)
+
+
+def _over(*hits: tuple[Limit, str]) -> RateLimited | None:
+    """Count a hit on every limit; the longest wait among those over, if any."""
+    worst: RateLimited | None = None
+    for limit, subject in hits:
+        retry_after = hit(limit, subject)
+        if retry_after is not None and (worst is None or retry_after > worst.retry_after):
+            worst = RateLimited(limit, retry_after)
+    return worst
+
+
+def login_attempt(request: HttpRequest) -> RateLimited | None:
+    """A POST to a login form (the site's or the admin's), counted per address and account."""
+    if request.method != "POST":
+        return None
+    hits = [(LOGIN_PER_ADDRESS, client_address(request))]
+    username = str(request.POST.get("username", "")).strip().casefold()[:150]
+    if username:
+        hits.append((LOGIN_PER_ACCOUNT, username))
+    return _over(*hits)
+
+
+def anonymous_recommendation(request: HttpRequest) -> RateLimited | None:
+    """A recommendation about to be stored without an owner, counted per address."""
+    return _over((ANONYMOUS_RECOMMENDATIONS, client_address(request)))
+
+
+def share_lookup(request: HttpRequest) -> RateLimited | None:
+    """A share token about to be looked up, counted per address."""
+    return _over((SHARE_LOOKUPS, client_address(request)))

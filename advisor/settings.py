@@ -8,10 +8,14 @@ needs no servers.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR_DIR", BASE_DIR / "var"))
@@ -28,13 +32,56 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", default=True)
-# The fallback key is only good for a developer's machine; production sets its own.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "switchboard-insecure-development-key-change-me")
+# Production-safe by default: DEBUG only when asked for (`make run` asks for itself).
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY").strip()
+# One-shot commands that sign, encrypt and store nothing (a report, a measurement, the
+# responder on a target) need no key of their own: they get a random one that dies
+# with the process. Servers, workers and every other command need the real one.
+KEYLESS_COMMANDS = {"advise", "probe", "responder", "help", "version"}
+_keyless = (
+    len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in KEYLESS_COMMANDS
+)
+if not SECRET_KEY and _keyless:
+    SECRET_KEY = secrets.token_urlsafe(50)
+if not SECRET_KEY:
+    if not DEBUG:
+        # Signed cookies, CSRF tokens, password resets and the encrypted probe
+        # credentials all rest on this key: a public default would give them away.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. With DEBUG off (the default) Switchboard "
+            "refuses to start without a secret key of its own: set DJANGO_SECRET_KEY to "
+            "a long random string, e.g. the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))', the same on "
+            "every web and worker process; or set DJANGO_DEBUG=true on a developer's "
+            "machine."
+        )
+    # Only ever with DEBUG on, on a developer's machine.
+    SECRET_KEY = "django-insecure-switchboard-development-key"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -65,6 +112,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it sees the views' exceptions: a database or broker that is down or
+    # hung is a 503 with Retry-After, not a 500.
+    "advisor.health.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "advisor.urls"
@@ -94,6 +144,20 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+# Every call to a peer has a deadline: a database, cache or broker that accepts
+# connections and never answers must not hold a web worker until gunicorn kills it.
+DATABASE_CONNECT_TIMEOUT_S = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+DATABASE_STATEMENT_TIMEOUT_MS = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000)
+if DATABASES["default"].get("ENGINE") == "django.db.backends.postgresql":
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    # libpq's connect_timeout (whole seconds, 2 at least) bounds connecting;
+    # statement_timeout makes the server cancel any statement running longer.
+    _pg_options.setdefault("connect_timeout", max(2, DATABASE_CONNECT_TIMEOUT_S))
+    _pg_options.setdefault(
+        "options",
+        f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={2 * DATABASE_STATEMENT_TIMEOUT_MS}",
+    )
 if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
     # Web, worker and beat write to one file at once. WAL lets readers run beside
     # the writer; IMMEDIATE takes the write lock at BEGIN, so a transaction that
@@ -110,13 +174,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 
+# Seconds to connect to Redis and to wait for any one answer, for the cache and the
+# broker alike; /readyz gives up on all its checks after READYZ_DEADLINE_S.
+REDIS_CONNECT_TIMEOUT_S = env_float("REDIS_CONNECT_TIMEOUT", 1.0)
+REDIS_SOCKET_TIMEOUT_S = env_float("REDIS_SOCKET_TIMEOUT", 1.0)
+READYZ_DEADLINE_S = env_float("READYZ_DEADLINE", 1.5)
+
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, failing soft: a cache that is down or hung costs
+            # one timeout, then is skipped for a few seconds (pages render without it,
+            # rate limits let requests through) instead of answering 500.
+            "BACKEND": "advisor.cache.FailSoftRedisCache",
             "LOCATION": REDIS_URL,
             # Installations (or test stacks) sharing one Redis keep their keys apart.
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+            },
         }
     }
 else:
@@ -127,7 +204,13 @@ else:
 CELERY_BROKER_DIR = VAR_DIR / "celery"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        # Longer than kombu's one-second BRPOP, so an idle worker is not a timeout.
+        "socket_timeout": max(5.0, REDIS_SOCKET_TIMEOUT_S),
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+    }
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -140,6 +223,15 @@ else:
         # a second to every job's start.
         "polling_interval": 0.1,
     }
+# Connecting to the broker, and retrying a publish, are bounded: a web request that
+# sends a task waits seconds at most for a broker that is down, then fails clearly.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -211,16 +303,37 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# HTTPS. Production defaults (DEBUG off): every http request is redirected to https,
+# HSTS for a year with subdomains and preload, cookies only over https. A deployment
+# behind a TLS proxy sets DJANGO_SECURE_PROXY_SSL_HEADER=true, and the proxy must
+# then set X-Forwarded-Proto itself (overwriting whatever the client sent).
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers check these over plain http inside the network: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The proxy's own addresses (CIDRs): requests from them are counted, for rate limits,
+# by the client address the proxy puts last in X-Forwarded-For (advisor.ratelimit).
+TRUSTED_PROXIES = env_list("DJANGO_TRUSTED_PROXIES")
+for _network in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DJANGO_TRUSTED_PROXIES: {_network!r} is not an address or a network (CIDR)"
+        ) from None
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # Every rate limit (advisor.ratelimit) is multiplied by this; benchmarks raise it,
 # 0 turns limits off. Limits hold across processes when the cache is Redis.
-RATE_LIMIT_SCALE = float(env_str("RATE_LIMIT_SCALE", "1") or "1")
+RATE_LIMIT_SCALE = env_float("RATE_LIMIT_SCALE", 1.0)
 
 # Probes refuse private and loopback targets unless an operator lists the
 # networks here (comma-separated CIDRs). probes.guard reads it at call time.

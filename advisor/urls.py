@@ -9,6 +9,8 @@ from advisor import api, health, views
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Before the admin's own URLs: its login form, with the login rate limits.
+    path("admin/login/", views.admin_login),
     path("admin/", admin.site.urls),
     # The JSON API (advisor/api.py) is mounted on the next line.
     path("api/", api.api.urls),

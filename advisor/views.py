@@ -33,7 +33,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
-from advisor import presenting, selectors, services
+from advisor import presenting, ratelimit, selectors, services
 from advisor.forms import (
     GROUPS,
     QUANTITY_FIELDS,
@@ -197,6 +197,8 @@ def home(request: HttpRequest) -> HttpResponse:
         form = UseCaseForm(request.POST)
         if form.is_valid() and form.usecase is not None:
             owner = request.user if request.user.is_authenticated else None
+            if owner is None and (limited := ratelimit.anonymous_recommendation(request)):
+                return ratelimit.too_many_requests(limited)
             decision, token = services.decision_create(
                 usecase=form.usecase, owner=owner, units=form.units
             )
@@ -699,6 +701,8 @@ def share_view(
             )
             response["Allow"] = "GET, HEAD"
             return _share_headers(response)
+        if limited := ratelimit.share_lookup(request):
+            return _share_headers(ratelimit.too_many_requests(limited))
         live = selectors.share_link_find_live(token=token)
         if live is None:
             return _share_headers(render(request, "advisor/share_404.html", status=404))
@@ -783,8 +787,23 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", context)
 
 
+def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    """The admin's login page, under the same login limits as the site's."""
+    from django.contrib import admin
+
+    if limited := ratelimit.login_attempt(request):
+        return ratelimit.too_many_requests(limited)
+    return admin.site.login(request, extra_context)
+
+
 class SwitchboardLoginView(LoginView):
-    """Django's login, plus: decisions made before logging in join the account."""
+    """Django's login, plus: decisions made before logging in join the account, and
+    attempts are limited per account and per address (429 with Retry-After)."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if limited := ratelimit.login_attempt(request):
+            return ratelimit.too_many_requests(limited)
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)

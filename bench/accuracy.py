@@ -51,6 +51,8 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
+# A developer's tool, as before DEBUG defaulted to off (the settings need a key without it).
+os.environ.setdefault("DJANGO_DEBUG", "true")
 
 from probes.base import ProbeConfig  # noqa: E402
 from probes.runner import run_probe  # noqa: E402

@@ -23,6 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
+# A developer's tool, as before DEBUG defaulted to off (the settings need a key without it).
+os.environ.setdefault("DJANGO_DEBUG", "true")
 
 from advisor.engine import recommend_json
 from advisor.usecase import (

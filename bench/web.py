@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import re
+import secrets
 import socket
 import statistics
 import subprocess
@@ -67,6 +68,9 @@ def _environment(var_dir: Path) -> dict[str, str]:
         # Plain http on loopback: secure-only cookies would never come back, and
         # the form POST needs its CSRF cookie.
         DJANGO_SECURE_COOKIES="0",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        # DEBUG off needs a key of its own: a fresh one per run.
+        DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
         # WhiteNoise warns that STATIC_ROOT (made by collectstatic) is missing; the

@@ -84,6 +84,9 @@ class Stack:
             "SWITCHBOARD_VAR_DIR": str(folder),
             "DJANGO_SECRET_KEY": SECRET,
             "DJANGO_DEBUG": "true",
+            # Plain http on loopback, also when a caller turns DEBUG off (bench/e2e.py).
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_COOKIES": "false",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "REDIS_URL": redis_url or "",
             "PROBE_ALLOWED_NETWORKS": LOOPBACK,
