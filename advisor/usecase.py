@@ -82,13 +82,23 @@ _IMPLICIT_TAGS = {
 }
 
 
+# Title and notes refuse NUL (PostgreSQL text cannot hold it); the schema says so,
+# in a pattern ECMA-262 and Python read alike.
+_NO_NUL = "^[^\\u0000]*$"
+
+
 class UseCase(BaseModel):
     """One server-to-server communication need."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     version: Literal[1] = Field(1, description="Format version; always 1.")
-    title: str = Field("", max_length=MAX_TITLE_CHARS, description="A name for the use case.")
+    title: str = Field(
+        "",
+        max_length=MAX_TITLE_CHARS,
+        description="A name for the use case.",
+        json_schema_extra={"pattern": _NO_NUL},
+    )
     interaction: Interaction = Field(description="How the two sides interact.")
     latency_ms: Annotated[float | None, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] = (
         Field(None, description="End-to-end budget (p95) for one message or request, in ms.")
@@ -136,7 +146,12 @@ class UseCase(BaseModel):
     )
     encryption: bool = Field(True, description="Traffic must be encrypted in transit.")
     small_team: bool = Field(False, description="A small team that wants few moving parts.")
-    notes: str = Field("", max_length=MAX_NOTES_CHARS, description="Free text.")
+    notes: str = Field(
+        "",
+        max_length=MAX_NOTES_CHARS,
+        description="Free text.",
+        json_schema_extra={"pattern": _NO_NUL},
+    )
 
     @field_validator("version", "message_bytes", "file_bytes", "consumers", mode="before")
     @classmethod

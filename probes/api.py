@@ -75,6 +75,48 @@ class RunOut(Schema):
     reason: str | None
 
 
+# The body POST /api/probe-runs reads (by hand, in probe_run_create), for the spec.
+RUN_REQUEST_SCHEMA: dict[str, Any] = {
+    "title": "ProbeRunIn",
+    "type": "object",
+    "properties": {
+        "recommendation": {
+            "type": "integer",
+            "description": "The id of one of your recommendations (the 201's `id`).",
+        },
+        "targets": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": services.MAX_URL_LENGTH},
+            "minItems": 1,
+            "maxItems": services.MAX_TARGETS,
+            "description": "Target URLs, as for `manage.py probe`.",
+        },
+        "count": {"type": "integer", "minimum": 1, "maximum": services.MAX_COUNT},
+        "interval": {
+            "type": "number",
+            "minimum": services.MIN_INTERVAL_MS,
+            "maximum": services.MAX_INTERVAL_MS,
+            "description": "Milliseconds between samples.",
+        },
+        "timeout": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": services.MAX_TIMEOUT_S,
+            "description": "Seconds each sample may take.",
+        },
+        "vantage_points": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": services.MAX_VANTAGE_POINTS,
+        },
+        "throughput": {"type": "boolean"},
+        "insecure": {"type": "boolean"},
+    },
+    "required": ["recommendation", "targets"],
+    "additionalProperties": False,
+}
+
+
 def _user(request: HttpRequest, *, write: bool) -> User:
     try:
         user, by_token = apitokens.request_user(request)
@@ -139,6 +181,12 @@ def _too_many(exc: ratelimit.RateLimited) -> HttpResponse:
         429: ErrorOut,
     },
     summary="Queue a probe run on a recommendation",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RUN_REQUEST_SCHEMA}},
+        }
+    },
 )
 def probe_run_create(request: HttpRequest, response: HttpResponse) -> Any:
     """Probe the targets from the workers of the given vantage points.
@@ -153,6 +201,9 @@ def probe_run_create(request: HttpRequest, response: HttpResponse) -> Any:
     data = _body(request)
     errors = {key: "is not a field of a probe run" for key in data if key not in FIELDS}
     decision_id = data.get("recommendation")
+    # JSON Schema counts 1000.0 an integer; so does this id (exact doubles only).
+    if isinstance(decision_id, float) and decision_id.is_integer() and abs(decision_id) <= 2**53:
+        decision_id = int(decision_id)
     if isinstance(decision_id, bool) or not isinstance(decision_id, int):
         errors["recommendation"] = "must be the id of one of your recommendations"
     targets = data.get("targets")
