@@ -22,6 +22,7 @@ from ninja.utils import check_csrf
 from advisor import apitokens, ratelimit
 from advisor.models import Decision
 from probes import selectors, services
+from probes.registry import schemes
 
 router = Router(tags=["probe runs"])
 
@@ -75,6 +76,15 @@ class RunOut(Schema):
     reason: str | None
 
 
+def _any_case(word: str) -> str:
+    # ECMA-262 patterns have no case-insensitive flag; schemes are read in any case.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else f"\\{c}" for c in word)
+
+
+# A target URL starts with a scheme the registry knows and names a host; whether the
+# guard allows its address is only known once it is resolved (a 422 naming it, if not).
+TARGET_PATTERN = "^(?:" + "|".join(_any_case(s) for s in schemes()) + r")://[^/?#\s]"
+
 # The body POST /api/probe-runs reads (by hand, in probe_run_create), for the spec.
 RUN_REQUEST_SCHEMA: dict[str, Any] = {
     "title": "ProbeRunIn",
@@ -86,10 +96,16 @@ RUN_REQUEST_SCHEMA: dict[str, Any] = {
         },
         "targets": {
             "type": "array",
-            "items": {"type": "string", "maxLength": services.MAX_URL_LENGTH},
+            "items": {
+                "type": "string",
+                "maxLength": services.MAX_URL_LENGTH,
+                "pattern": TARGET_PATTERN,
+            },
             "minItems": 1,
             "maxItems": services.MAX_TARGETS,
-            "description": "Target URLs, as for `manage.py probe`.",
+            "uniqueItems": True,
+            "description": "Target URLs, as for `manage.py probe`. One the probe guard "
+            "refuses (an address not allowed) is a 422 naming it.",
         },
         "count": {"type": "integer", "minimum": 1, "maximum": services.MAX_COUNT},
         "interval": {
