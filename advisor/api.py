@@ -258,8 +258,9 @@ def _owner(request: HttpRequest) -> User | None:
 def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     detail = [
         {
-            # "(document)" is parse_usecase's name for the body as a whole.
-            "loc": ["body"] if field == "(document)" else ["body", field],
+            # "(document)" (the body as a whole) and "(more)" (the count of errors
+            # not listed) are parse_usecase's names for what is not one field.
+            "loc": ["body"] if field in {"(document)", "(more)"} else ["body", field],
             "msg": message,
             "type": "invalid_document",
         }

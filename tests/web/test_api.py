@@ -369,3 +369,14 @@ def test_an_unexpected_failure_answers_json_not_an_html_page(
     # The API's own errors keep their status and shape.
     refused = api.on_exception(request, HttpError(415, "not JSON"))
     assert refused.status_code == 415 and json.loads(refused.content) == {"detail": "not JSON"}
+
+
+def test_many_unknown_fields_get_a_bounded_422() -> None:
+    body = {"interaction": "streaming", **{f"colour{i}": i for i in range(500)}}
+    response = post_json(Client(), body)
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["errors"]) == 31
+    assert answer["errors"]["(more)"].startswith("470 more fields have errors")
+    assert answer["detail"][-1]["loc"] == ["body"]
+    assert not stored()[0]
