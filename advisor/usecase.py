@@ -9,6 +9,7 @@ the field and says what is accepted (:func:`error_messages`).
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -73,13 +74,18 @@ PREVIEW_CHARS = 60
 MAX_REPORTED_ERRORS = 30
 
 # Only the plain-scalar types JSON has: no timestamps (a date stays the text it is),
-# no merge keys ("<<") and no YAML 1.1 "value" or "yaml" types.
-_IMPLICIT_TAGS = {
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:null",
-}
+# no merge keys ("<<") and no YAML 1.1 "value" or "yaml" types. Numbers are read as
+# in JSON (and YAML 1.2), plus "_" between digits: not YAML 1.1's octal "012",
+# hexadecimal, binary or base-60 "1:30" (which makes a title "1:30" the number 90,
+# and a long "1:2:...:3.5" overflow).
+_IMPLICIT_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
+_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:(?:0|[1-9][0-9_]*)(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
 
 
 # Title and notes refuse NUL (PostgreSQL text cannot hold it); the schema says so,
@@ -368,6 +374,10 @@ class DocumentLoader(yaml.SafeLoader):
         return RefusedYAML(None, None, problem, mark)
 
 
+DocumentLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+DocumentLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
 class RefusedYAML(yaml.composer.ComposerError):
     """Well-formed YAML that uses something :class:`DocumentLoader` does not accept."""
 
@@ -439,7 +449,7 @@ def load_usecase_text(text: str) -> UseCase:
             raise UseCaseError({"(document)": f"is refused: {_yaml_problem(exc)}"}) from None
         except yaml.YAMLError as exc:
             raise UseCaseError({"(document)": f"is not valid YAML: {_yaml_problem(exc)}"}) from None
-        except ValueError as exc:  # e.g. an integer longer than Python converts
+        except (ValueError, ArithmeticError) as exc:  # e.g. more digits than Python converts
             raise UseCaseError({"(document)": f"is not valid YAML: {exc}"}) from None
     # A usecase wrapped as in the scenarios folder is accepted for convenience.
     if isinstance(data, dict) and set(data) >= {"usecase"} and "interaction" not in data:

@@ -305,3 +305,20 @@ def test_a_document_over_the_size_limit_is_refused() -> None:
     with pytest.raises(UseCaseError) as caught:
         load_usecase_text("interaction: streaming\nnotes: " + "x" * 200_000)
     assert "larger than" in caught.value.errors["(document)"]
+
+
+def test_yaml_numbers_are_read_as_json_reads_them() -> None:
+    doc = load_usecase_text("interaction: streaming\ntitle: 1:30\nmessage_bytes: 1e3\n")
+    assert (doc.title, doc.message_bytes) == ("1:30", 1000)  # not base 60, not the text "1e3"
+    assert load_usecase_text("interaction: streaming\nconsumers: 1_000\n").consumers == 1000
+    for text in ("012", "0x10", "0b11", "0o7"):  # YAML 1.1 octal, hex, binary: just text
+        with pytest.raises(UseCaseError) as caught:
+            load_usecase_text(f"interaction: streaming\nconsumers: {text}\n")
+        assert caught.value.errors["consumers"].startswith(f'got "{text}"')
+
+
+def test_a_long_base_60_float_is_text_not_an_overflow() -> None:
+    # PyYAML's YAML 1.1 resolver read this as a float and raised OverflowError.
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text("interaction: streaming\nlatency_ms: " + ":".join(["59"] * 400) + ".5\n")
+    assert caught.value.errors["latency_ms"].startswith('got "59:59:59')
