@@ -245,7 +245,8 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
         elif isinstance(item, float):
             emit(json.dumps(item))
         elif isinstance(item, str):
-            emit(json.dumps(item[: limit + 1], ensure_ascii=False))
+            # ASCII only: no control, bidi or terminal escape characters in a message.
+            emit(json.dumps(item[: limit + 1]))
         elif isinstance(item, dict):
             emit("{")
             for index, (key, member) in enumerate(item.items()):

@@ -322,3 +322,8 @@ def test_a_long_base_60_float_is_text_not_an_overflow() -> None:
     with pytest.raises(UseCaseError) as caught:
         load_usecase_text("interaction: streaming\nlatency_ms: " + ":".join(["59"] * 400) + ".5\n")
     assert caught.value.errors["latency_ms"].startswith('got "59:59:59')
+
+
+def test_a_preview_shows_no_control_or_bidi_characters() -> None:
+    message = errors_for({"interaction": "streaming", "title": ["\x1b[2J\x9b\u202eevil"]})["title"]
+    assert message.isascii() and "\\u001b" in message and "\\u202e" in message
