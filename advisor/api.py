@@ -24,7 +24,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from ninja import NinjaAPI, Schema, Status
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
@@ -73,7 +73,40 @@ class RecommendationOut(Recommendation):
     """The ``advise --format json`` object plus where to find it again."""
 
     id: int
+    token: str = Field(
+        description="The share token: GET /api/recommendations/{token} answers this object again."
+    )
     share_url: str
+
+
+# The OpenAPI link from the 201 to the GET that reads it back, by its token.
+GET_BY_TOKEN_LINK: dict[str, Any] = {
+    "operationId": "advisor_api_recommendation_get",
+    "parameters": {"token": "$response.body#/token"},
+    "description": "The recommendation just made, read back by its share token.",
+}
+
+# ninja answers 422 with its own body when a path parameter is not of its type
+# (``/api/probe-runs/abc``); the spec says so for every operation that has one.
+PATH_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "PathErrorOut",
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                },
+                "required": ["type", "loc", "msg"],
+            },
+        }
+    },
+    "required": ["detail"],
+}
 
 
 class _LocalSwagger(Swagger):
@@ -104,7 +137,28 @@ class SwitchboardAPI(NinjaAPI):
         schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
         # The request body is parsed by hand (see the module docstring), so ninja
         # does not know its model; the spec gets it from the one source of truth.
-        schema["components"].setdefault("schemas", {})["UseCase"] = USECASE_SCHEMA
+        schemas = schema["components"].setdefault("schemas", {})
+        schemas["UseCase"] = USECASE_SCHEMA
+        schemas["PathErrorOut"] = PATH_ERROR_SCHEMA
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                typed = [
+                    p
+                    for p in operation.get("parameters", [])
+                    if p.get("in") == "path" and p.get("schema", {}).get("type") != "string"
+                ]
+                if typed:
+                    operation["responses"].setdefault(
+                        422,
+                        {
+                            "description": "A path parameter is not of its type",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/PathErrorOut"}
+                                }
+                            },
+                        },
+                    )
         return schema
 
 
@@ -211,8 +265,9 @@ def _owner(request: HttpRequest) -> User | None:
 def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     detail = [
         {
-            # "(document)" is parse_usecase's name for the body as a whole.
-            "loc": ["body"] if field == "(document)" else ["body", field],
+            # "(document)" (the body as a whole) and "(more)" (the count of errors
+            # not listed) are parse_usecase's names for what is not one field.
+            "loc": ["body"] if field in {"(document)", "(more)"} else ["body", field],
             "msg": message,
             "type": "invalid_document",
         }
@@ -237,13 +292,14 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
     openapi_extra={
         "responses": {
             201: {  # ninja keys its responses by int; a "201" key would be a second entry
+                "links": {"GetRecommendation": GET_BY_TOKEN_LINK},
                 "headers": {
                     "Location": {
                         "description": "This API's URL of the new recommendation "
                         "(GET /api/recommendations/{token}).",
                         "schema": {"type": "string", "format": "uri"},
                     }
-                }
+                },
             }
         },
         "requestBody": {
@@ -263,10 +319,10 @@ def _invalid(errors: dict[str, str]) -> dict[str, Any]:
 def recommendation_create(request: HttpRequest, response: HttpResponse) -> Status[dict[str, Any]]:
     """Rank all eleven methods for the use case, store the result and share it.
 
-    201: the `advise --format json` object plus `id` and `share_url` (opens read-only
-    without login). 422: the document is not a valid use case; `errors` maps each
-    field to what is wrong and what is accepted. 400: the body is not JSON. Nothing
-    is stored unless the answer is 201.
+    201: the `advise --format json` object plus `id`, `token` (for the GET below) and
+    `share_url` (opens read-only without login). 422: the document is not a valid use
+    case; `errors` maps each field to what is wrong and what is accepted. 400: the body
+    is not JSON. Nothing is stored unless the answer is 201.
     """
     document = _json_body(request)
     try:
@@ -313,10 +369,11 @@ def recommendation_get(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _out(request: HttpRequest, decision: Decision, token: str) -> dict[str, Any]:
-    """The frozen ``advise`` JSON, as stored, plus the decision's id and absolute share URL."""
+    """The frozen ``advise`` JSON, as stored, plus the decision's id, token and share URL."""
     return {
         **decision.result,
         "id": decision.pk,
+        "token": token,
         "share_url": request.build_absolute_uri(services.share_url(token)),
     }
 

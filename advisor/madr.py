@@ -8,6 +8,7 @@ exactly what the share page says, whatever the engine says today.
 from __future__ import annotations
 
 import html
+import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -37,13 +38,34 @@ def answer_text(field: str, value: Any) -> str:
         return _line(value)  # a stored value the vocabulary cannot read: shown as stored
 
 
-def _user_text(text: Any) -> str:
-    """What a visitor typed (title, notes), as literal text in the record.
+# CommonMark's inline syntax (backslash, code spans, emphasis, links and images by
+# their brackets, closing heading marks) plus GFM's tables and strikethrough. A
+# backslash makes any of them a literal character. "<", ">" and "&" become entities
+# instead: literal in every Markdown renderer, also those that pass raw HTML through
+# and know no backslash escape for "<".
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+# GFM turns bare "https://..." and "www...." into links; an escape breaks the pattern.
+_BARE_URL = re.compile(r"(?<=[A-Za-z0-9]):(?=//)")
+_BARE_WWW = re.compile(r"\b([Ww][Ww][Ww])\.")
+
+
+def markdown_text(text: Any) -> str:
+    """Any text as literal Markdown on one line: it renders as the characters typed.
 
     Records end up rendered by wikis and static-site generators, many of which pass
-    raw HTML through; a shared decision's title must not become markup there.
+    raw HTML through; a shared decision's title or notes must not become a link, an
+    image, a code span or HTML there. The raw record stays readable: only the
+    characters that could start markup get a backslash.
     """
-    return html.escape(_line(text), quote=False)
+    line = html.escape(_line(text), quote=False)
+    line = _MARKDOWN_SPECIAL.sub(r"\\\1", line)
+    line = _BARE_URL.sub(r"\\:", line)
+    return _BARE_WWW.sub(r"\1\\.", line)
+
+
+def _user_text(text: Any) -> str:
+    """What a visitor typed (title, notes, probe targets): literal text in the record."""
+    return markdown_text(text)
 
 
 def _clause(text: Any) -> str:
@@ -198,8 +220,8 @@ def decision_to_madr(decision: Decision) -> str:
         if recommendation.evidence:
             out += ["", "### Measurements weighed", ""]
             out += [
-                f"* {_line(note.text)} (source: {_line(note.target)} from "
-                f"{_line(note.vantage_point)}, {note.measured_at:%Y-%m-%d %H:%M} UTC)"
+                f"* {_line(note.text)} (source: {_user_text(note.target)} from "
+                f"{_user_text(note.vantage_point)}, {note.measured_at:%Y-%m-%d %H:%M} UTC)"
                 for note in recommendation.evidence
             ]
 

@@ -22,6 +22,7 @@ from ninja.utils import check_csrf
 from advisor import apitokens, ratelimit
 from advisor.models import Decision
 from probes import selectors, services
+from probes.registry import schemes
 
 router = Router(tags=["probe runs"])
 
@@ -73,6 +74,63 @@ class RunOut(Schema):
     evidence: list[dict[str, Any]]
     advice: dict[str, Any] | None
     reason: str | None
+
+
+def _any_case(word: str) -> str:
+    # ECMA-262 patterns have no case-insensitive flag; schemes are read in any case.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else f"\\{c}" for c in word)
+
+
+# A target URL starts with a scheme the registry knows and names a host; whether the
+# guard allows its address is only known once it is resolved (a 422 naming it, if not).
+TARGET_PATTERN = "^(?:" + "|".join(_any_case(s) for s in schemes()) + r")://[^/?#\s]"
+
+# The body POST /api/probe-runs reads (by hand, in probe_run_create), for the spec.
+RUN_REQUEST_SCHEMA: dict[str, Any] = {
+    "title": "ProbeRunIn",
+    "type": "object",
+    "properties": {
+        "recommendation": {
+            "type": "integer",
+            "description": "The id of one of your recommendations (the 201's `id`).",
+        },
+        "targets": {
+            "type": "array",
+            "items": {
+                "type": "string",
+                "maxLength": services.MAX_URL_LENGTH,
+                "pattern": TARGET_PATTERN,
+            },
+            "minItems": 1,
+            "maxItems": services.MAX_TARGETS,
+            "uniqueItems": True,
+            "description": "Target URLs, as for `manage.py probe`. One the probe guard "
+            "refuses (an address not allowed) is a 422 naming it.",
+        },
+        "count": {"type": "integer", "minimum": 1, "maximum": services.MAX_COUNT},
+        "interval": {
+            "type": "number",
+            "minimum": services.MIN_INTERVAL_MS,
+            "maximum": services.MAX_INTERVAL_MS,
+            "description": "Milliseconds between samples.",
+        },
+        "timeout": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": services.MAX_TIMEOUT_S,
+            "description": "Seconds each sample may take.",
+        },
+        "vantage_points": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": services.MAX_VANTAGE_POINTS,
+        },
+        "throughput": {"type": "boolean"},
+        "insecure": {"type": "boolean"},
+    },
+    "required": ["recommendation", "targets"],
+    "additionalProperties": False,
+}
 
 
 def _user(request: HttpRequest, *, write: bool) -> User:
@@ -139,6 +197,12 @@ def _too_many(exc: ratelimit.RateLimited) -> HttpResponse:
         429: ErrorOut,
     },
     summary="Queue a probe run on a recommendation",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RUN_REQUEST_SCHEMA}},
+        }
+    },
 )
 def probe_run_create(request: HttpRequest, response: HttpResponse) -> Any:
     """Probe the targets from the workers of the given vantage points.
@@ -153,6 +217,9 @@ def probe_run_create(request: HttpRequest, response: HttpResponse) -> Any:
     data = _body(request)
     errors = {key: "is not a field of a probe run" for key in data if key not in FIELDS}
     decision_id = data.get("recommendation")
+    # JSON Schema counts 1000.0 an integer; so does this id (exact doubles only).
+    if isinstance(decision_id, float) and decision_id.is_integer() and abs(decision_id) <= 2**53:
+        decision_id = int(decision_id)
     if isinstance(decision_id, bool) or not isinstance(decision_id, int):
         errors["recommendation"] = "must be the id of one of your recommendations"
     targets = data.get("targets")

@@ -221,3 +221,109 @@ def test_yaml_booleans_in_quotes_stay_strings_and_are_rejected() -> None:
 @given(documents)
 def test_generated_documents_are_valid(doc: dict[str, Any]) -> None:
     assert isinstance(parse_usecase(doc), UseCase)
+
+
+def test_yaml_dates_stay_text_and_merge_keys_are_plain_names() -> None:
+    # No implicit timestamps: a title that looks like a date is the text it is.
+    assert load_usecase_text("interaction: streaming\ntitle: 2001-12-14\n").title == "2001-12-14"
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text("interaction: streaming\n<<: {realtime: true}\n")
+    assert "<<" in caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("interaction: &x streaming\n", "anchor (&name) is not accepted"),
+        ("interaction: *x\n", "alias (*name) is not accepted"),
+        ("interaction: !!str streaming\n", "explicit tag (!!str)"),
+        ("interaction: ! streaming\n", "explicit tag (!)"),
+        ("%TAG !e! tag:example.com,2000:\n---\ninteraction: !e!x streaming\n", "explicit tag"),
+        ("interaction: streaming\ntitle: " + "[" * 33 + "]" * 33 + "\n", "deeper than 32"),
+    ],
+)
+def test_the_yaml_loader_refuses_anchors_aliases_tags_and_deep_nesting(
+    text: str, needle: str
+) -> None:
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text(text)
+    message = caught.value.errors["(document)"]
+    assert message.startswith("is refused: ") and needle in message
+    assert "line " in message
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_then_judged_by_field() -> None:
+    deep = "[" * 31 + "]" * 31
+    for text in (
+        f"interaction: streaming\ntitle: {deep}\n",
+        f'{{"interaction": "streaming", "title": {deep}}}',
+    ):
+        with pytest.raises(UseCaseError) as caught:
+            load_usecase_text(text)
+        assert caught.value.errors["title"].startswith("got [[[[")
+
+
+def test_error_previews_are_bounded_whatever_the_value() -> None:
+    # Values json.dumps cannot even render: nesting past the recursion limit and an
+    # integer past str()'s 4300 digits; and one that shares a list a billion times.
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    shared: list[Any] = ["lol"] * 10
+    for _ in range(8):
+        shared = [shared] * 10
+    for value in (deep, 10**5000, shared, "x" * 10**6, {"k" * 1000: 1}):
+        errors = errors_for({"interaction": "streaming", "title": value})
+        assert len(errors["title"]) < 200, errors["title"]
+    assert (
+        "a whole number of about 5000 digits"
+        in errors_for({"interaction": "streaming", "consumers": 10**5000})["consumers"]
+    )
+
+
+def test_a_float_beyond_exact_integers_is_shown_as_written() -> None:
+    assert errors_for({"interaction": "streaming", "message_bytes": 1e23})["message_bytes"] == (
+        "got 1e+23; accepted: " + ACCEPTED["message_bytes"]
+    )
+
+
+def test_field_names_must_be_text_and_are_quoted_bounded() -> None:
+    assert (
+        "field names must be text" in errors_for({"interaction": "streaming", 1: 2})["(document)"]
+    )
+    errors = errors_for({"interaction": "streaming", "n" * 10_000: 1})
+    (name,) = errors
+    assert len(name) <= 60 and name.startswith('"nnn')
+
+
+def test_only_so_many_field_errors_are_reported() -> None:
+    errors = errors_for({"interaction": "streaming", **{f"f{i}": 1 for i in range(1000)}})
+    assert len(errors) == 31 and "970 more fields have errors" in errors["(more)"]
+
+
+def test_a_document_over_the_size_limit_is_refused() -> None:
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text("interaction: streaming\nnotes: " + "x" * 200_000)
+    assert "larger than" in caught.value.errors["(document)"]
+
+
+def test_yaml_numbers_are_read_as_json_reads_them() -> None:
+    doc = load_usecase_text("interaction: streaming\ntitle: 1:30\nmessage_bytes: 1e3\n")
+    assert (doc.title, doc.message_bytes) == ("1:30", 1000)  # not base 60, not the text "1e3"
+    assert load_usecase_text("interaction: streaming\nconsumers: 1_000\n").consumers == 1000
+    for text in ("012", "0x10", "0b11", "0o7"):  # YAML 1.1 octal, hex, binary: just text
+        with pytest.raises(UseCaseError) as caught:
+            load_usecase_text(f"interaction: streaming\nconsumers: {text}\n")
+        assert caught.value.errors["consumers"].startswith(f'got "{text}"')
+
+
+def test_a_long_base_60_float_is_text_not_an_overflow() -> None:
+    # PyYAML's YAML 1.1 resolver read this as a float and raised OverflowError.
+    with pytest.raises(UseCaseError) as caught:
+        load_usecase_text("interaction: streaming\nlatency_ms: " + ":".join(["59"] * 400) + ".5\n")
+    assert caught.value.errors["latency_ms"].startswith('got "59:59:59')
+
+
+def test_a_preview_shows_no_control_or_bidi_characters() -> None:
+    message = errors_for({"interaction": "streaming", "title": ["\x1b[2J\x9b\u202eevil"]})["title"]
+    assert message.isascii() and "\\u001b" in message and "\\u202e" in message

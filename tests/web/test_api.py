@@ -59,8 +59,13 @@ def test_post_answers_201_with_the_advise_json_id_and_share_url() -> None:
     decision = Decision.objects.get()
     assert body["id"] == decision.pk
     assert decision.owner is None
-    # What is stored is what was answered, minus the two fields about where it lives.
-    assert decision.result == {k: v for k, v in body.items() if k not in {"id", "share_url"}}
+    # What is stored is what was answered, minus the three fields about where it lives.
+    assert decision.result == {
+        k: v for k, v in body.items() if k not in {"id", "token", "share_url"}
+    }
+    # The token is a field of its own: clients need not parse it out of share_url.
+    assert body["share_url"].endswith(f"/s/{body['token']}")
+    assert Client().get(f"{URL}/{body['token']}").json()["token"] == body["token"]
     assert decision.usecase["interaction"] == "fire_and_forget"
 
     assert body["share_url"].startswith("http://testserver/s/")
@@ -304,6 +309,27 @@ def test_openapi_spec_is_valid_and_documents_the_endpoint() -> None:
     assert "get" in spec["paths"][f"{URL}/{{token}}"]
 
 
+@pytest.mark.parametrize("field", ["message_bytes", "file_bytes", "consumers", "version"])
+def test_the_api_takes_a_number_with_a_zero_fraction_as_an_integer(field: str) -> None:
+    # JSON Schema counts 1000868.0 an integer (the spec says "integer"), so the API does.
+    value = 1.0 if field == "version" else 1000868.0
+    response = Client().post(
+        URL,
+        data=f'{{"interaction": "file_transfer", "{field}": {value!r}}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    assert Decision.objects.get().usecase[field] == int(value)
+
+
+def test_the_api_shows_a_huge_float_as_written_and_refuses_it() -> None:
+    response = Client().post(
+        URL, data='{"interaction": "streaming", "message_bytes": 1e23}', content_type="text/plain"
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"]["message_bytes"].startswith("got 1e+23; accepted: ")
+
+
 def test_openapi_example_request_is_a_valid_use_case() -> None:
     spec = Client().get("/api/openapi.json").json()
     example = spec["paths"][URL]["post"]["requestBody"]["content"]["application/json"]["example"]
@@ -343,3 +369,14 @@ def test_an_unexpected_failure_answers_json_not_an_html_page(
     # The API's own errors keep their status and shape.
     refused = api.on_exception(request, HttpError(415, "not JSON"))
     assert refused.status_code == 415 and json.loads(refused.content) == {"detail": "not JSON"}
+
+
+def test_many_unknown_fields_get_a_bounded_422() -> None:
+    body = {"interaction": "streaming", **{f"colour{i}": i for i in range(500)}}
+    response = post_json(Client(), body)
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["errors"]) == 31
+    assert answer["errors"]["(more)"].startswith("470 more fields have errors")
+    assert answer["detail"][-1]["loc"] == ["body"]
+    assert not stored()[0]

@@ -61,7 +61,7 @@ def test_madr_drivers_come_from_the_answers(decision: Decision) -> None:
     # Answers left at their defaults do not crowd the drivers.
     assert "(`encryption`)" not in drivers and "(`consumers`)" not in drivers
     # Free text stays on one line, so it cannot open a heading of its own.
-    assert "Notes: Fulfilment restarts nightly. # not a heading" in text
+    assert r"Notes: Fulfilment restarts nightly. \# not a heading" in text
     assert "\n# not a heading" not in text
 
 

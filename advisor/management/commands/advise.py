@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from advisor.engine import recommend
 from advisor.report import text_report
-from advisor.usecase import UseCaseError, load_usecase_text
+from advisor.usecase import MAX_DOCUMENT_CHARS, UseCaseError, load_usecase_text
 
-MAX_DOCUMENT_BYTES = 1_000_000  # a use case is a few hundred bytes; refuse anything absurd
+# A use case is a few hundred bytes; refuse anything absurd before decoding it.
+MAX_DOCUMENT_BYTES = MAX_DOCUMENT_CHARS
 
 
 class Command(BaseCommand):
