@@ -9,19 +9,20 @@ the Markdown layout or pass as HTML removed.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
+from advisor.madr import markdown_text
 from advisor.models import Decision
 from probes import selectors
 
 
 def _text(value: Any) -> str:
-    return html.escape(" ".join(str(value).split()), quote=False)
+    # What a probed server answered is the server's text, so literal Markdown too.
+    return markdown_text(value)
 
 
 def _cell(value: Any) -> str:
-    return _text(value).replace("|", "\\|")
+    return markdown_text(value)  # escapes "|" as well
 
 
 def _code(value: Any) -> str:
@@ -64,7 +65,7 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
             loss = result.get("loss")
             loss_text = f"{loss * 100:.1f}%" if isinstance(loss, int | float) else "–"
             out.append(
-                f"| {_code(result.get('target', ''))} | {_cell(result.get('method', ''))} "
+                f"| {_code(result.get('target', ''))} | {_code(result.get('method', ''))} "
                 f"| {_cell(result.get('vantage_point', ''))} | {outcome} "
                 f"| {_ms(latency.get('p50'))} | {_ms(latency.get('p95'))} "
                 f"| {_ms(latency.get('p99'))} | {loss_text} |"

@@ -150,7 +150,12 @@ def default_vantage_point() -> str:
 
 
 def _integer(value: Any, name: str, low: int, high: int, errors: dict[str, str]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         errors[name] = f"must be a whole number from {low} to {high}"
         return low
     if not low <= value <= high:

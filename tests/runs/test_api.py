@@ -195,6 +195,20 @@ def test_a_bad_run_is_a_422_naming_the_field(body: dict[str, Any], field: str, w
     assert ProbeRun.objects.count() == 0
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity"])
+def test_a_count_beyond_any_float_is_a_422_not_a_500(number: str) -> None:
+    token = token_for("alice")
+    client = Client()
+    decision_id = recommendation(client, token)
+    text = (
+        f'{{"recommendation": {decision_id}, "targets": ["tcp://127.0.0.1:9"], "count": {number}}}'
+    )
+    response = client.post(RUNS, data=text, content_type="application/json", headers=bearer(token))
+    assert response.status_code == 422, response.content
+    assert "whole number" in response.json()["errors"]["count"]
+    assert ProbeRun.objects.count() == 0
+
+
 def test_a_body_that_is_not_a_json_object_is_a_400() -> None:
     token = token_for("alice")
     client = Client()

@@ -166,7 +166,7 @@ def test_a_password_typed_in_a_target_never_comes_back_to_the_browser(
     assert "type the password again" in bad.content.decode()
 
 
-def _finish(run: ProbeRun, *, ok: bool = True) -> None:
+def _finish(run: ProbeRun, *, ok: bool = True, error: str = "connection refused") -> None:
     for job in run.jobs.all():
         attempt = services.job_claim(job_id=job.pk, worker="w")
         assert attempt is not None
@@ -193,7 +193,7 @@ def _finish(run: ProbeRun, *, ok: bool = True) -> None:
             "phases_ms": {"dns": None, "connect": 0.5, "tls": None, "ttfb": 2.0, "transfer": 0.1},
             "throughput_bps": None,
             "details": {"tls": {"verified": True, "days_to_expiry": 12, "version": "TLSv1.3"}},
-            "error": None if ok else "connection refused",
+            "error": None if ok else error,
         }
         series = [[0.0, 2.0], [0.1, 2.5], [0.2, 4.9]] if ok else [[0.0, None]]
         services.job_complete(job_id=job.pk, attempt=attempt, result=result, series=series)
@@ -300,13 +300,26 @@ def test_the_share_page_and_the_madr_show_the_evidence(decision: Decision, alice
     assert "The advice before and after the evidence" in page
     record = anonymous.get(f"/s/{token}/decision.md").content.decode()
     assert "## Evidence from probe runs" in record
-    assert "| `amqp://app:****@127.0.0.1:5672/` | message_queue |" in record
+    assert "| `amqp://app:****@127.0.0.1:5672/` | `message_queue` |" in record
     assert "What the evidence changed:" in record and "pw-secret" not in record
-    assert "* Measured: amqp://app:****@127.0.0.1:5672/ refused the connection" in record
+    # The note names the target a person typed: literal Markdown, as the MADR's own text.
+    assert "* Measured: amqp\\://app:\\*\\*\\*\\*@127.0.0.1:5672/ refused the connection" in record
     # Before: the message queue first; with the evidence: ruled out, another first.
     first_row = next(line for line in record.splitlines() if line.startswith("| 1 |"))
     assert "Message queue / broker" in first_row.split("|")[2]
     assert "Message queue / broker" not in first_row.split("|")[4]
+
+
+def test_a_probed_servers_words_stay_literal_in_the_madr(decision: Decision, alice: User) -> None:
+    # The error text comes from the peer, which anyone may run: no live Markdown from it.
+    token = advisor_services.share_link_create(decision=decision)[1]
+    run = services.run_create(
+        user=alice, decision=decision, targets=[services.TargetSpec("tcp://127.0.0.1:9")], count=3
+    )
+    _finish(run, ok=False, error="wrong protocol: [click](javascript:alert(1)) <b>x</b> `y`")
+    record = Client().get(f"/s/{token}/decision.md").content.decode()
+    assert "[click](javascript:" not in record and "<b>" not in record
+    assert "\\[click\\](javascript:alert(1)) &lt;b&gt;x&lt;/b&gt; \\`y\\`" in record
 
 
 def test_run_again_offers_the_same_targets_and_asks_for_passwords_again(
