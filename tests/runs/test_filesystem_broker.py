@@ -1,0 +1,106 @@
+"""The embedded broker (kombu's filesystem transport, what `make run` uses) under a race.
+
+kombu's own channel creates a message's file and then writes it. A worker that
+polls the folder in between moves the still empty file away and fails to decode
+it, and Celery's consumer takes that for an unrecoverable error: the worker shut
+down, and every later run stayed queued (the end-to-end test flaked so). The
+project's channel (``advisor.celery.FilesystemChannel``) renames a whole file
+into place, and drops a file it cannot decode instead of dying on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from advisor import celery as advisor_celery
+from tests.probes.servers_http import Server
+from tests.runs.stack import Stack, recommendation, wait_run
+
+
+def _channel(folder: Path) -> Any:
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    connection = Connection(
+        "filesystem://", transport=advisor_celery.FilesystemTransport, transport_options=options
+    )
+    return connection, connection.default_channel
+
+
+def test_the_app_uses_the_projects_channel_on_the_filesystem_broker() -> None:
+    if not str(advisor_celery.app.conf.broker_url).startswith("filesystem://"):
+        pytest.skip("REDIS_URL is set: the broker is Redis")
+    with advisor_celery.app.connection_for_write() as connection:
+        assert isinstance(connection.default_channel, advisor_celery.FilesystemChannel)
+
+
+def test_a_message_is_never_seen_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer_connection, producer = _channel(tmp_path)
+    consumer_connection, consumer = _channel(tmp_path)
+    seen_while_writing: list[str] = []
+    real_replace = os.replace
+
+    def replace(source: Any, target: Any) -> None:
+        # The payload is on disk, not yet renamed: a consumer polling now finds nothing.
+        assert Path(source).read_bytes()
+        with contextlib.suppress(Empty):
+            seen_while_writing.append(repr(consumer._get("jobs")))
+        real_replace(source, target)
+
+    monkeypatch.setattr(advisor_celery.os, "replace", replace)
+    with producer_connection, consumer_connection:
+        producer._put("jobs", {"body": "x" * 100_000, "n": 1})
+        assert seen_while_writing == []
+        assert consumer._get("jobs") == {"body": "x" * 100_000, "n": 1}
+        with pytest.raises(Empty):
+            consumer._get("jobs")
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+
+def test_an_undecodable_message_is_dropped_and_the_next_one_taken(tmp_path: Path) -> None:
+    connection, channel = _channel(tmp_path)
+    with connection:
+        (tmp_path / f"1_{uuid.uuid4()}.jobs.msg").write_bytes(b"")
+        channel._put("jobs", {"n": 2})
+        with pytest.raises(Empty):
+            channel._get("jobs")  # the empty file: dropped
+        assert channel._get("jobs") == {"n": 2}
+
+
+@pytest.mark.services
+def test_a_worker_survives_a_message_file_caught_half_written(
+    tmp_path: Path, http_target: Server, migrated_database: Path
+) -> None:
+    """A message file as kombu's producer leaves it between creating and writing it
+    (empty) lies in the worker's queue: the worker goes on and measures the next run."""
+    with Stack(tmp_path / "fs", redis_url=None) as stack:
+        stack.migrate(migrated_database)
+        stack.web()
+        worker = stack.worker(concurrency=1, beat=True)
+        queue_folder = stack.folder / "celery" / "out"
+        empty = queue_folder / f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{stack.name}.msg"
+        empty.write_bytes(b"")
+        with stack.api(stack.user("fsrace")) as client:
+            decision = recommendation(client)
+            target = f"http://127.0.0.1:{http_target.port}/"
+            response = client.post(
+                "/api/probe-runs",
+                json={"recommendation": decision, "targets": [target], "count": 2, "interval": 10},
+            )
+            assert response.status_code == 202, response.text
+            run = wait_run(client, int(response.json()["id"]), timeout=60, stack=stack)
+        log = stack.log("worker")
+        assert worker.poll() is None, log[-3000:]
+    assert run["status"] == "done", run
+    assert not empty.exists()
+    assert "Unrecoverable error" not in log
+    assert "could not be decoded: dropped" in log
