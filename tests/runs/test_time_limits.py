@@ -90,12 +90,12 @@ def test_a_probe_past_its_soft_limit_fails_with_the_reason(
 
 
 def _pool_processes(worker: subprocess.Popen[bytes]) -> list[int]:
-    """The worker's pool processes: its children, read from /proc."""
+    """The worker's live pool processes: its children, read from /proc."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == worker.pid:
+            if int(fields[1]) == worker.pid and fields[0] not in ("Z", "X"):  # not reaped yet
                 children.append(int(stat.parent.name))
     return children
 
