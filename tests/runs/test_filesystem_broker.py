@@ -23,7 +23,7 @@ from kombu import Connection
 
 from advisor import celery as advisor_celery
 from tests.probes.servers_http import Server
-from tests.runs.stack import Stack, recommendation, wait_run
+from tests.runs.stack import Stack, recommendation, wait_for, wait_run
 
 
 def _channel(folder: Path) -> Any:
@@ -104,3 +104,45 @@ def test_a_worker_survives_a_message_file_caught_half_written(
     assert not empty.exists()
     assert "Unrecoverable error" not in log
     assert "could not be decoded: dropped" in log
+
+
+@pytest.mark.services
+def test_a_worker_killed_on_the_filesystem_broker_loses_no_job(
+    tmp_path: Path, http_target: Server, migrated_database: Path
+) -> None:
+    """`make run`'s worker (beat embedded) is SIGKILLed mid-run: the messages it held
+    were only in its memory (the filesystem transport keeps no unacked copy), yet
+    once a worker runs again every job ends, each with one result."""
+    with Stack(tmp_path / "fs", redis_url=None) as stack:
+        stack.migrate(migrated_database)
+        stack.web()
+        first = stack.worker(label="first", concurrency=2, beat=True)
+        with stack.api(stack.user("fskill")) as client:
+            decision = recommendation(client)
+            targets = [f"http://127.0.0.1:{http_target.port}/k{i}" for i in range(6)]
+            response = client.post(
+                "/api/probe-runs",
+                json={"recommendation": decision, "targets": targets, "count": 10, "interval": 100},
+            )
+            assert response.status_code == 202, response.text
+            run_id = int(response.json()["id"])
+            wait_for(
+                lambda: stack.sql("SELECT 1 FROM probes_probejob WHERE status = 'running'"),
+                60,
+                "a job to run",
+            )
+            stack.kill(first)
+            held = stack.sql("SELECT COUNT(*) FROM probes_probejob WHERE status != 'done'")
+            assert held[0][0] >= 1, "the kill must catch jobs not yet ended"
+            stack.worker(label="second", concurrency=2, beat=True)
+            run = wait_run(client, run_id, timeout=120, stack=stack)
+        counts = stack.sql(
+            "SELECT COUNT(*), COUNT(DISTINCT job_id) FROM probes_probejobresult r "
+            "JOIN probes_probejob j ON j.id = r.job_id WHERE j.run_id = ?",
+            run_id,
+        )
+        workers = stack.sql("SELECT worker FROM probes_probejob WHERE run_id = ?", run_id)
+    assert run["status"] == "done", run
+    assert len(run["results"]) == 6 and all(r["ok"] for r in run["results"]), run["results"]
+    assert counts == [(6, 6)]
+    assert any(worker.startswith("second-") for (worker,) in workers), workers
