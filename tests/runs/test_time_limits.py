@@ -26,13 +26,16 @@ pytestmark = pytest.mark.services
 # 3 samples x (10 ms + 2 s) = 6.03 s bound; the server takes 1.5 s a request,
 # so the probe needs about 4.5 s, and would end well within its bound.
 COUNT, INTERVAL_MS, TIMEOUT_S, SERVER_MS = 3, 10, 2, 1500
+HARD_SERVER_MS = 800
 
 
-def _slow_run(stack: Stack, user: str, http_target: Server) -> tuple[int, int, str]:
+def _slow_run(
+    stack: Stack, user: str, http_target: Server, server_ms: int = SERVER_MS
+) -> tuple[int, int, str]:
     token = stack.user(user)
     with stack.api(token) as client:
         decision = recommendation(client)
-        target = f"http://127.0.0.1:{http_target.port}/slow?ms={SERVER_MS}"
+        target = f"http://127.0.0.1:{http_target.port}/slow?ms={server_ms}"
         response = client.post(
             "/api/probe-runs",
             json={
@@ -120,7 +123,8 @@ def test_a_job_killed_by_its_hard_limit_comes_back_then_gives_up(
     """The hard limit SIGKILLs a pool process that did not end at the soft limit: its
     job may not stay running. It is requeued at once (not when the sweeper finds its
     heartbeat silent, two minutes here) and fails, saying why, after its last attempt."""
-    # Limits ceil(6.03 - 1) = 6 s and 7 s: the 4.5 s probe fits, a frozen one does not.
+    # Limits ceil(6.03 - 1) = 6 s and 7 s: a probe of 3 x 0.8 s fits (with room for
+    # a loaded machine), a frozen one does not.
     env = {
         "PROBE_SOFT_MARGIN_S": "-1",
         "PROBE_HARD_MARGIN_S": "0",
@@ -132,7 +136,7 @@ def test_a_job_killed_by_its_hard_limit_comes_back_then_gives_up(
         worker = stack.worker(concurrency=1)
         stack.beat()
         # Frozen once: the hard limit kills it, the job comes back and is measured.
-        _decision, first, token = _slow_run(stack, "hardcase", http_target)
+        _decision, first, token = _slow_run(stack, "hardcase", http_target, HARD_SERVER_MS)
         _freeze_when_claimed(stack, worker, 1)
         with stack.api(token) as client:
             again = wait_run(client, first, timeout=90, stack=stack)
@@ -140,7 +144,7 @@ def test_a_job_killed_by_its_hard_limit_comes_back_then_gives_up(
             "SELECT status, attempts FROM probes_probejob WHERE run_id = ?", first
         )
         # Frozen at every attempt: it gives up after the third, with the reason.
-        _decision, second, token = _slow_run(stack, "hardcase2", http_target)
+        _decision, second, token = _slow_run(stack, "hardcase2", http_target, HARD_SERVER_MS)
         for attempt in (1, 2, 3):
             _freeze_when_claimed(stack, worker, attempt)
         with stack.api(token) as client:
