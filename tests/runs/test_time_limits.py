@@ -169,3 +169,21 @@ def test_a_job_killed_by_its_hard_limit_comes_back_then_gives_up(
     assert results == [(1,)]  # the first run's one result; none for the second
     assert "Hard time limit (7" in log  # Celery's own word that it killed the process
     assert "ran past its hard time limit of 7 s" in page
+
+
+def test_the_limits_follow_the_bound_and_the_margins() -> None:
+    from django.test import override_settings
+
+    from probes.models import ProbeRun
+    from probes.services import overran_reason, time_limits
+
+    run = ProbeRun(count=10, interval_ms=100.0, timeout_s=5.0)  # bound 51 s
+    assert time_limits(run) == (61.0, 71.0)
+    with override_settings(PROBE_SOFT_MARGIN_S=-4, PROBE_HARD_MARGIN_S=0.5):
+        assert time_limits(run) == (47.0, 52.0)  # whole seconds, as Celery counts
+    with override_settings(PROBE_SOFT_MARGIN_S=-100, PROBE_HARD_MARGIN_S=-100):
+        assert time_limits(run) == (1.0, 1.0)  # never below a second
+    assert overran_reason(run) == (
+        "the probe did not end within its time limit of 61 s "
+        "(10 samples x (100 ms interval + 5 s timeout) = 51 s, plus a margin) and was stopped"
+    )
