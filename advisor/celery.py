@@ -7,8 +7,12 @@ Every worker also consumes the sweep queue, where beat sends the sweeper.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+import uuid
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from celery import Celery
@@ -20,11 +24,54 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
+logger = logging.getLogger(__name__)
+
+
+class FilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel, with messages that appear whole or not at all.
+
+    kombu creates a message's file, then writes it; a worker polling the folder in
+    between moves the empty file away and fails to decode it, and its consumer
+    takes that for an unrecoverable error: the worker shuts down, and nothing
+    probes until it is restarted (``tests/runs/test_filesystem_broker.py``).
+    Here each message is written to a hidden file the consumer ignores, then
+    renamed into place; a file that still cannot be decoded (written by another
+    program) is dropped with a warning: the sweeper sends its job again.
+    """
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        folder = Path(self.data_folder_out)
+        partial = folder / f".{uuid.uuid4()}.partial"
+        try:
+            partial.write_bytes(str_to_bytes(dumps(payload)))
+            os.replace(partial, folder / name)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise ChannelError(f"Cannot add file {name!r} to directory") from exc
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        try:
+            return super()._get(queue)
+        except ValueError:
+            logger.warning("a message of queue %s could not be decoded: dropped", queue)
+            raise Empty() from None
+
+
+class FilesystemTransport(filesystem.Transport):
+    Channel = FilesystemChannel
+
 
 app = Celery("advisor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+if str(app.conf.broker_url or "").startswith("filesystem://"):
+    app.conf.broker_transport = f"{__name__}:FilesystemTransport"
 # Celery's Django fixup closes every database connection before and after each task
 # (it calls close(), whatever CONN_MAX_AGE says), so each probe job opened a new one:
 # on PostgreSQL a new server process, measured at 30-70 ms of every job's claim on

@@ -262,6 +262,12 @@ PROBE_STALE_AFTER_S = float(env_str("PROBE_STALE_AFTER_S", "10") or "10")
 # after PROBE_MAX_ATTEMPTS claims).
 PROBE_JOB_LOST_AFTER_S = float(env_str("PROBE_JOB_LOST_AFTER_S", "8") or "8")
 PROBE_MAX_ATTEMPTS = 3
+# A job's time limits are its own bound, count x (interval + timeout), plus these
+# margins: past the soft one the job fails with a reason; past the hard one the
+# worker kills the process running it (and the sweeper takes the job back). Tests
+# lower them, below zero even, to make a job overrun; never below 1 s.
+PROBE_SOFT_MARGIN_S = float(env_str("PROBE_SOFT_MARGIN_S", "10") or "10")
+PROBE_HARD_MARGIN_S = float(env_str("PROBE_HARD_MARGIN_S", "20") or "20")
 # A queued job is sent again when no worker claimed it this long after it was sent
 # (the broker may have lost the message); a second delivery is harmless.
 PROBE_RESEND_AFTER_S = float(env_str("PROBE_RESEND_AFTER_S", "15") or "15")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
@@ -87,6 +88,10 @@ ENDING_STALE_S = 30.0
 # How often a running job writes its progress (and so its heartbeat); the page
 # polls every second.
 PROGRESS_EVERY_S = 0.5
+# How much earlier than its claim Celery may start a job's time limits.
+KILLED_CLAIM_SLACK_S = 2.0
+# The probe's own limit falls this long before Celery's soft time limit.
+OWN_LIMIT_EARLY_S = 0.5
 
 # A user starts at most this many runs an hour.
 RUNS_PER_USER = ratelimit.Limit("probe-runs-user", 30, 3600)
@@ -372,8 +377,22 @@ def job_bound_s(run: ProbeRun) -> float:
 
 
 def time_limits(run: ProbeRun) -> tuple[float, float]:
+    """The job's soft and hard time limits, in whole seconds (as Celery counts them):
+    its bound plus ``PROBE_SOFT_MARGIN_S`` and ``PROBE_HARD_MARGIN_S``, at least 1 s."""
     bound = job_bound_s(run)
-    return bound + SOFT_MARGIN_S, bound + HARD_MARGIN_S
+    soft = getattr(settings, "PROBE_SOFT_MARGIN_S", SOFT_MARGIN_S)
+    hard = getattr(settings, "PROBE_HARD_MARGIN_S", HARD_MARGIN_S)
+    return float(max(1, math.ceil(bound + soft))), float(max(1, math.ceil(bound + hard)))
+
+
+def overran_reason(run: ProbeRun) -> str:
+    """Why a job that passed its soft time limit failed, in words."""
+    soft, _hard = time_limits(run)
+    return (
+        f"the probe did not end within its time limit of {soft:g} s "
+        f"({run.count} samples x ({run.interval_ms:g} ms interval + {run.timeout_s:g} s "
+        f"timeout) = {job_bound_s(run):g} s, plus a margin) and was stopped"
+    )
 
 
 def jobs_send(job_ids: Iterable[int]) -> None:
@@ -509,6 +528,14 @@ def job_fail(*, job_id: int, reason: str, attempt: int | None = None) -> bool:
     run_id = ProbeJob.objects.values_list("run_id", flat=True).get(id=job_id)
     run_finish_if_complete(run_id=run_id)
     return True
+
+
+def job_overran(*, job_id: int) -> bool:
+    """The task's soft time limit passed outside the probe: fail the running job."""
+    job = ProbeJob.objects.select_related("run").filter(id=job_id).first()
+    if job is None or job.status != Status.RUNNING:
+        return False
+    return job_fail(job_id=job_id, attempt=job.attempts, reason=overran_reason(job.run))
 
 
 class _Watch:
@@ -709,11 +736,23 @@ def job_execute(*, job_id: int, worker: str) -> str:
         series.append([round(time.monotonic() - started, 3), latency])
 
     progress = _Watch(job, attempt, series)
+    # The probe ends itself just before Celery's soft time limit (counted from
+    # about when this began): a cancellation no probe module can swallow, where
+    # the SoftTimeLimitExceeded a signal raises could be taken for a sample's error.
+    soft, _hard = time_limits(run)
+    budget = max(0.1, soft - OWN_LIMIT_EARLY_S - (time.perf_counter() - begun))
 
     async def probe() -> ProbeResult:
         progress.loop = asyncio.get_running_loop()
         progress.task = asyncio.current_task()
-        return await probe_async(url, config, on_sample)
+        async with asyncio.timeout(budget) as limit:
+            try:
+                return await probe_async(url, config, on_sample)
+            except TimeoutError:
+                if limit.expired():
+                    raise
+                raise RuntimeError("the probe raised TimeoutError") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     writer = _progress_writer()
     writer.watch(progress)
@@ -722,6 +761,11 @@ def job_execute(*, job_id: int, worker: str) -> str:
         result = asyncio.run(probe())
     except asyncio.CancelledError:
         return "taken back"
+    except (TimeoutError, SoftTimeLimitExceeded):
+        if progress.lost:
+            return "taken back"
+        job_fail(job_id=job_id, attempt=attempt, reason=overran_reason(run))
+        return "failed"
     finally:
         writer.unwatch(progress)
     if progress.lost:
@@ -827,6 +871,58 @@ def run_finish_if_complete(*, run_id: int) -> bool:
 # --- the sweeper ---------------------------------------------------------------------
 
 
+def _take_back(job: ProbeJob, *, now: datetime, killed: bool = False) -> str:
+    """Requeue a running job whose claim was lost, or fail it after its last attempt:
+    ``"requeued"``, ``"failed"``, or ``""`` when its state changed meanwhile."""
+    _soft, hard = time_limits(job.run)
+    if killed or (job.claimed_at and job.claimed_at + timedelta(seconds=hard) <= now):
+        silent = (
+            f"it ran past its hard time limit of {hard:g} s, and the worker process "
+            "running it was stopped"
+        )
+    else:
+        silent = "the worker running it stopped answering"
+    if job.attempts >= settings.PROBE_MAX_ATTEMPTS:
+        reason = f"gave up after {job.attempts} attempts: {silent} the last time"
+        return "failed" if job_fail(job_id=job.pk, attempt=job.attempts, reason=reason) else ""
+    requeued = ProbeJob.objects.filter(
+        id=job.pk, status=Status.RUNNING, attempts=job.attempts
+    ).update(
+        status=Status.QUEUED,
+        claimed_at=None,
+        heartbeat_at=None,
+        deadline=None,
+        worker="",
+        samples_done=0,
+        queued_at=now,
+        sent_at=now,
+    )
+    if not requeued:
+        return ""
+    logger.warning("job %s requeued: %s (attempt %s)", job.pk, silent, job.attempts)
+    return "requeued"
+
+
+def job_killed(*, job_id: int) -> str:
+    """The worker's hard time limit killed the process running the job: take the job
+    back at once (requeued, or failed after its last attempt), without waiting for
+    the sweeper to find its heartbeat silent. Called in the worker's main process."""
+    job = ProbeJob.objects.select_related("run").filter(id=job_id).first()
+    now = timezone.now()
+    if job is None or job.status != Status.RUNNING or job.claimed_at is None:
+        return ""
+    _soft, hard = time_limits(job.run)
+    # Celery's clock starts when the pool takes the message, a moment before the
+    # claim: a claim younger than its limit by more than that moment is a newer
+    # one (the sweeper took the job back meanwhile), not the one that was killed.
+    if job.claimed_at + timedelta(seconds=hard - KILLED_CLAIM_SLACK_S) > now:
+        return ""
+    taken = _take_back(job, now=now, killed=True)
+    if taken == "requeued":
+        jobs_send([job.pk])
+    return taken
+
+
 def jobs_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Requeue or fail jobs whose worker was lost; send again jobs nobody claimed.
 
@@ -839,32 +935,11 @@ def jobs_sweep(*, now: datetime | None = None) -> dict[str, int]:
         Q(heartbeat_at__lt=lost_before) | Q(heartbeat_at__isnull=True) | Q(deadline__lt=now)
     )
     resend: list[int] = []
-    for job in lost:
-        silent = (
-            "its time limit passed"
-            if job.deadline and job.deadline < now
-            else ("the worker running it stopped answering")
-        )
-        if job.attempts >= settings.PROBE_MAX_ATTEMPTS:
-            reason = f"gave up after {job.attempts} attempts: {silent} each time"
-            if job_fail(job_id=job.pk, attempt=job.attempts, reason=reason):
-                counts["failed"] += 1
-            continue
-        requeued = ProbeJob.objects.filter(
-            id=job.pk, status=Status.RUNNING, attempts=job.attempts
-        ).update(
-            status=Status.QUEUED,
-            claimed_at=None,
-            heartbeat_at=None,
-            deadline=None,
-            worker="",
-            samples_done=0,
-            queued_at=now,
-            sent_at=now,
-        )
-        if requeued:
-            logger.warning("job %s requeued: %s (attempt %s)", job.pk, silent, job.attempts)
-            counts["requeued"] += 1
+    for job in lost.select_related("run"):
+        taken = _take_back(job, now=now)
+        if taken:
+            counts[taken] += 1
+        if taken == "requeued":
             resend.append(job.pk)
 
     live = {vp.name for vp in VantagePoint.objects.all() if vp.is_live(now)}

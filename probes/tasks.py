@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
@@ -29,7 +29,25 @@ logger = logging.getLogger(__name__)
 _MAX_BOUND_S = int(services.MAX_COUNT * (services.MAX_INTERVAL_MS / 1000 + services.MAX_TIMEOUT_S))
 
 
+class ProbeJobTask(Task):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # Celery calls this in the worker's main process when the hard time limit
+        # killed the pool process running the job: the job comes back at once.
+        if not isinstance(exc, TimeLimitExceeded) or not args:
+            return
+        try:
+            taken = services.job_killed(job_id=int(args[0]))
+            logger.warning("job %s killed by its hard time limit: %s", args[0], taken or "-")
+        except Exception:
+            logger.warning("job %s: its hard time limit not handled", args[0], exc_info=True)
+        finally:
+            connection.close()
+
+
 @shared_task(
+    base=ProbeJobTask,
     name="probes.run_job",
     acks_late=True,
     reject_on_worker_lost=True,
@@ -45,10 +63,9 @@ def probe_job_run(job_id: int) -> str:
     try:
         return services.job_execute(job_id=int(job_id), worker=worker)
     except SoftTimeLimitExceeded:
-        services.job_fail(
-            job_id=int(job_id),
-            reason="the probe took longer than its bound, count x (interval + timeout)",
-        )
+        # Raised outside the probe (the claim or the result's write took that
+        # long); job_execute handles it during the probe, under its claim.
+        services.job_overran(job_id=int(job_id))
         return "failed"
 
 
