@@ -15,6 +15,9 @@ from advisor.knowledge import KNOWLEDGE
 from advisor.recommendation import Flip, Recommendation
 from advisor.usecase import UseCase
 
+# The runners-up shown open under the winner (the top three, as the questionnaire's preview).
+ALTERNATIVES = 2
+
 
 def distinct_flips(recommendation: Recommendation) -> list[Flip]:
     """Each change to one answer listed once, whichever method it was found for."""
@@ -50,6 +53,9 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
             "warnings": [],
             "flips": [],
             "method_rows": [],
+            "alternatives": [],
+            "others": [],
+            "ruled_out": [],
             "contributions": {"methods": [], "fields": [], "labels": [], "z": []},
             "contribution_rows": [],
             "contribution_figure": None,
@@ -62,6 +68,8 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
     for flip in flips:
         wins_if.setdefault(flip.winner, []).append(flip.text)
     ranking = recommendation.ranking
+    rows = [{"item": item, "wins_if": wins_if.get(item.method, [])} for item in ranking]
+    feasible = [row for row in rows[1:] if not row["item"].excluded]
     contributions = plots.field_contributions(ranking)
     if isinstance(figures, dict):
         ranking_figure = figures.get("ranking")
@@ -77,9 +85,12 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
         "warnings": recommendation.warnings,
         "flips": flips,
         "evidence": recommendation.evidence,
-        "method_rows": [
-            {"item": item, "wins_if": wins_if.get(item.method, [])} for item in ranking
-        ],
+        "method_rows": rows,
+        # Each reason appears once: the winner's above, then the close alternatives
+        # open, then the other feasible methods and the ruled-out ones folded.
+        "alternatives": feasible[:ALTERNATIVES],
+        "others": feasible[ALTERNATIVES:],
+        "ruled_out": [row for row in rows[1:] if row["item"].excluded],
         "contributions": contributions,
         "contribution_rows": [
             {"field": field, "label": label, "values": values}

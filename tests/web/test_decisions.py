@@ -84,8 +84,7 @@ def test_quantities_are_read_in_their_unit_and_shown_back_in_it(
     assert decision.usecase[field] == pytest.approx(stored)
     html = unescape(client.get(f"/d/{decision.pk}").content.decode())
     row = re.search(
-        rf"<tr><th scope=\"row\">[^<]*<code class=\"muted\">{field}</code></th>"
-        r"<td>([^<]*)</td>",
+        rf"<tr data-field=\"{field}\"><th scope=\"row\">[^<]*</th><td>([^<]*)</td>",
         html,
     )
     assert row is not None and row.group(1) == shown

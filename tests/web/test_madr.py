@@ -227,4 +227,5 @@ def test_each_change_that_would_flip_the_answer_is_listed_once() -> None:
     details = page.split(f'id="m-{runner_up}"')[1].split("</details>")[0]
     assert "What would put it first" in details
     winner = decision.result["ranking"][0]["method"]
-    assert "What would put it first" not in page.split(f'id="m-{winner}"')[1].split("</details>")[0]
+    # The winner is shown once, in its own section above the alternatives.
+    assert "What would put it first" not in page.split(f'id="m-{winner}"')[1].split("</section>")[0]

@@ -286,3 +286,33 @@ def test_a_title_of_blanks_falls_back_to_a_heading_not_an_empty_one(owner: User)
     decision.title = "Orders\n  to the warehouse"
     decision.save()
     assert "<h1>Orders to the warehouse</h1>" in Client().get(f"/s/{token}").content.decode()
+
+
+@pytest.mark.parametrize("example", ["order-events", "partner-api", "game-state", "kiosk-commands"])
+def test_each_reason_appears_once_winner_first_then_alternatives_then_the_rest_folded(
+    example: str,
+) -> None:
+    from html import unescape
+    from pathlib import Path
+
+    document = json.loads(Path(f"advisor/examples/{example}.json").read_text())["usecase"]
+    decision = services.decision_create(usecase=parse_usecase(document), owner=None)[0]
+    token = services.share_link_create(decision=decision)[1]
+    page = unescape(Client().get(f"/s/{token}").content.decode())
+    ranking = decision.result["ranking"]
+    # A reason is shown once for each method it counts for (the winner's not again below).
+    holders: dict[str, int] = {}
+    for item in ranking:
+        for reason in item.get("reasons_for", []) + item.get("reasons_against", []):
+            holders[reason["text"]] = holders.get(reason["text"], 0) + 1
+    for text, count in holders.items():
+        assert page.count(text) == count, text
+    # The winner in its own section; the next two feasible methods open; the rest folded.
+    assert page.index('id="winner-title"') < page.index('id="alternatives-title"')
+    feasible = [i["method"] for i in ranking[1:] if not i.get("excluded")]
+    opened = re.findall(r'<details class="method[^"]*" id="m-([a-z_]+)" open>', page)
+    assert opened == feasible[:2]
+    folded = re.findall(r'<details class="method[^"]*" id="m-([a-z_]+)">', page)
+    assert sorted(folded) == sorted(i["method"] for i in ranking[1:] if i["method"] not in opened)
+    # Question labels, not field names, in the answers table.
+    assert "<code" not in page.split('id="answers-title"')[1]
