@@ -68,7 +68,9 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
     for flip in flips:
         wins_if.setdefault(flip.winner, []).append(flip.text)
     ranking = recommendation.ranking
-    rows = [{"item": item, "wins_if": wins_if.get(item.method, [])} for item in ranking]
+    rows: list[dict[str, Any]] = [
+        {"item": item, "wins_if": wins_if.get(item.method, [])} for item in ranking
+    ]
     feasible = [row for row in rows[1:] if not row["item"].excluded]
     contributions = plots.field_contributions(ranking)
     if isinstance(figures, dict):
