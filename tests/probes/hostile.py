@@ -25,12 +25,12 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Self
 
 from probes.base import ProbeConfig, ProbeResult
 from probes.registry import probe_function
 from probes.runner import run_probe
 from tests.probes.conftest import LOOPBACK_NETWORKS, LoopThread
+from tests.probes.servers_misc import _LoopServer
 
 CHUNK = b"\0" * 65536
 FLOOD_BYTES = 64 * 1024 * 1024
@@ -38,7 +38,7 @@ FLOOD_BYTES = 64 * 1024 * 1024
 Script = Callable[["HostileServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-class HostileServer:
+class HostileServer(_LoopServer):
     """Runs ``script`` for every connection; counts connections and the bytes it flooded."""
 
     def __init__(self, script: Script) -> None:
@@ -69,22 +69,6 @@ class HostileServer:
             await writer.drain()
             done += len(chunk)
             self.sent += len(chunk)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for writer in self._writers:
-                writer.transport.abort()
-
-        with contextlib.suppress(Exception):
-            self._loop.run(stop())
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # -- measuring ---------------------------------------------------------------------
