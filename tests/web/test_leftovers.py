@@ -15,6 +15,7 @@ from pytest_django.fixtures import Settings
 from advisor import plots, services
 from advisor.models import Decision
 from advisor.usecase import parse_usecase
+from tests.web.test_decisions import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -40,12 +41,6 @@ def fast_hasher(settings: Settings) -> None:
 @pytest.fixture
 def ada() -> User:
     return User.objects.create_user("ada", password=PASSWORD)
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def made(owner: User | None, **answers: object) -> tuple[Decision, str]:
