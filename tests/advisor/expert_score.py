@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.engine import recommend
-from advisor.recommendation import Recommendation
-from advisor.usecase import parse_usecase
+# Run as a script, the project's settings refuse to load without a key; the tests' own
+# settings carry one (the engine itself reads no settings).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+from advisor.engine import recommend  # noqa: E402
+from advisor.recommendation import Recommendation  # noqa: E402
+from advisor.usecase import parse_usecase  # noqa: E402
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "expert"
 
