@@ -24,9 +24,9 @@ from typing import Any
 # settings carry one (the engine itself reads no settings).
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from advisor.engine import recommend  # noqa: E402
-from advisor.recommendation import Recommendation  # noqa: E402
-from advisor.usecase import parse_usecase  # noqa: E402
+from advisor.engine import recommend
+from advisor.recommendation import Recommendation
+from advisor.usecase import parse_usecase
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "expert"
 
