@@ -401,11 +401,25 @@ def jobs_send(job_ids: Iterable[int]) -> None:
     _send([(job.pk, job.vantage_point, *time_limits(job.run)) for job in jobs])
 
 
+# A send waits this long for the broker, once: a message that does not go is sent
+# again by the sweeper (PROBE_RESEND_AFTER_S), so a request never waits out a hung
+# broker's socket timeout (5 s, the worker's, longer than its one-second BRPOP) and
+# the publish retries on top of it.
+SEND_TIMEOUT_S = 1.0
+
+
 def _send(messages: Sequence[tuple[int, str, float, float]]) -> None:
     """Send (job id, queue, soft limit, hard limit) messages, on one broker connection."""
     from probes.tasks import probe_job_run
 
-    with probe_job_run.app.producer_or_acquire() as producer:
+    app = probe_job_run.app
+    options = {
+        "socket_timeout": SEND_TIMEOUT_S,
+        "socket_connect_timeout": SEND_TIMEOUT_S,
+        "max_retries": 0,  # kombu's retries to connect; the sweeper sends it again
+    }
+    with app.connection_for_write(transport_options=options) as connection:
+        producer = connection.Producer()
         for job_id, queue, soft, hard in messages:
             probe_job_run.apply_async(
                 args=(job_id,),
@@ -413,6 +427,7 @@ def _send(messages: Sequence[tuple[int, str, float, float]]) -> None:
                 soft_time_limit=math.ceil(soft),
                 time_limit=math.ceil(hard),
                 producer=producer,
+                retry=False,
             )
 
 

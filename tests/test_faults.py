@@ -205,3 +205,51 @@ def test_the_web_while_the_database_hangs(tmp_path: Path) -> None:
         text = log.read_text()
         assert "database unavailable" in text
         assert "Internal Server Error" not in text and "WORKER TIMEOUT" not in text, text[-3000:]
+
+
+def _manage(var_dir: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_environment(var_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout
+
+
+def test_a_probe_run_asked_for_while_the_broker_hangs(tmp_path: Path) -> None:
+    """The run is stored and answered at once (202); its jobs wait for the sweeper to
+    send them when the broker is back, instead of holding the request for the broker's
+    timeouts and retries."""
+    with hung_peer() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        with web_server(tmp_path, REDIS_URL=url, PROBE_ALLOWED_NETWORKS="127.0.0.0/8") as (
+            client,
+            log,
+        ):
+            _manage(
+                tmp_path,
+                "shell",
+                "-c",
+                "from django.contrib.auth.models import User;"
+                "User.objects.create_user('ops', password='a-long-test-password-1')",
+            )
+            token = _manage(tmp_path, "create_api_token", "ops").split()[-1]
+            auth = {"Authorization": f"Bearer {token}"}
+            created = client.post("/api/recommendations", json=DOCUMENT, headers=auth)
+            assert created.status_code == 201, created.text[:500]
+            body = {"recommendation": created.json()["id"], "targets": ["tcp://127.0.0.1:9"]}
+            started = time.monotonic()
+            run = client.post("/api/probe-runs", json=body, headers=auth)
+            elapsed = time.monotonic() - started
+            assert run.status_code == 202, run.text[:500]
+            # A bound against a hang, not a speed figure: the broker's own timeouts and
+            # publish retries took 15 s here.
+            assert elapsed < 5.0, f"POST /api/probe-runs took {elapsed:.1f} s"
+            state = client.get(f"/api/probe-runs/{run.json()['id']}", headers=auth)
+            assert state.status_code == 200 and state.json()["status"] == "queued"
+        text = log.read_text()
+        assert "Internal Server Error" not in text and "WORKER TIMEOUT" not in text, text[-3000:]
