@@ -263,6 +263,9 @@ def test_heavy_exclusion_still_ranks_all_eleven() -> None:
         "ssh",
         "file_transfer",
         "http",
+        # a stream to a receiver that accepts no inbound connections: nothing may call it
+        "soap",
+        "graphql",
     }
 
 
@@ -369,7 +372,9 @@ def test_what_would_change_names_the_runner_up_flip() -> None:
         peers="partner",
     )
     texts = [f["text"] for f in result["what_would_change"]]
-    assert any("time budget were 10 ms" in t and "RPC would rank first" in t for t in texts), texts
+    assert any(
+        "time budget were 10 ms or less" in t and "RPC would rank first" in t for t in texts
+    ), texts
 
 
 # -- monotonicity -------------------------------------------------------------------
