@@ -182,7 +182,7 @@ def _nice(lo: float, hi: float, trial: _Trial, up: bool) -> float:
         candidate = float(f"{flipping:.{digits}g}")
         inside = min(lo, hi) < candidate <= max(lo, hi) or candidate == flipping
         past = candidate > keeping if up else candidate < keeping
-        if inside and past and trial.winner(candidate) != trial.first:
+        if inside and past and trial.allowed(candidate) and trial.winner(candidate) != trial.first:
             return candidate
     return flipping
 
@@ -210,10 +210,8 @@ def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list
         keep = start
         for point in ahead:
             value: float = int(point) if integer else point
-            if not trial.allowed(value):
-                break  # beyond here the answers contradict each other
-            w = trial.winner(value)
-            if w == trial.first:
+            if not trial.allowed(value) or trial.winner(value) == trial.first:
+                # Kept, or a change that contradicts another answer: not a flip to show.
                 keep = value
                 continue
             # The first pick is lost somewhere in (keep, value]: bisect.
@@ -224,7 +222,7 @@ def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list
                 mid = _between(lo, hi, integer)
                 if mid is None:
                     break
-                flips = trial.winner(mid) != trial.first
+                flips = trial.allowed(mid) and trial.winner(mid) != trial.first
                 if up:
                     lo, hi = (lo, mid) if flips else (mid, hi)
                 else:
@@ -235,6 +233,8 @@ def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list
             if integer:
                 threshold = int(threshold)
             w = trial.winner(threshold)
+            if w == trial.first or not trial.allowed(threshold):
+                break
             base = current if current is not None else HIGHEST[field]
             distance = abs(math.log10(threshold / base)) if threshold > 0 and base > 0 else 1.0
             found.append(Found(field, threshold, w, "up" if up else "down", distance))

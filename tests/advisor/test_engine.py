@@ -456,3 +456,154 @@ def test_answers_are_independent_objects() -> None:
     again = recommend_json(usecase)
     assert again["ranking"][0]["reasons_for"][0]["text"] != "tampered"
     assert again["ranking"][0]["reasons_for"][0]["weight"] != 99
+
+
+# -- "what would change": a brute-force oracle -----------------------------------------
+
+
+def _oracle_documents() -> list[dict[str, Any]]:
+    """The shared scenarios, the cases above and seeded random documents."""
+    import random
+
+    from bench.engine import random_document
+
+    docs = [json.loads(p.read_text())["usecase"] for p in scenario_files()]
+    docs += [doc for _, doc, _, _ in MORE_CASES]
+    rng = random.Random(8)
+    docs += [random_document(rng) for _ in range(40)]
+    return docs
+
+
+def _grid(field: str, current: Any) -> list[Any]:
+    """Every value worth trying for one answer: a fine logarithmic grid over the range
+    "what would change" searches (about 3 % apart), both sides of the current value."""
+    from advisor import whatif
+
+    if field in whatif.YES_NO:
+        return [not current]
+    if field in whatif.CHOICES:
+        return [value for value, _ in FIELDS_WORDS[field].choices if value != current]
+    low, high = whatif.window(field, current)
+    steps = 320
+    ratio = (high / low) ** (1 / steps)
+    values = [low * ratio**i for i in range(steps + 1)]
+    if field in whatif.INTEGERS:
+        return sorted({max(1, round(v)) for v in values} - {current})
+    return [v for v in values if v != current]
+
+
+def _distance(field: str, current: Any, value: Any) -> float:
+    """How far a change goes: decades for numbers, 1 for yes/no, steps for choices."""
+    import math
+
+    if isinstance(value, bool) or isinstance(current, bool):
+        return 1.0
+    if isinstance(value, str):
+        order = [c for c, _ in FIELDS_WORDS[field].choices]
+        return float(abs(order.index(value) - order.index(current)))
+    if value is None or current is None:
+        from advisor import whatif
+
+        base = whatif.HIGHEST[field]
+        return 1.0 if value is None else abs(math.log10(value / base))
+    return abs(math.log10(value / current))
+
+
+def _plausible(values: dict[str, Any]) -> list[str]:
+    """The answers a user may be unsure of or change (the oracle's own list): the numbers
+    (a file size only where files move, a rate only where there is one), the yes/no
+    answers about needs, and the guarantees. Not the interaction, the peers, the
+    network, browsers, devices or a fixed interface: those are facts of the case."""
+    fields = ["latency_ms", "message_bytes", "rate_per_second", "consumers", "file_bytes"]
+    if values["file_bytes"] is None:
+        fields.remove("file_bytes")
+    if values["rate_per_second"] == 0:
+        fields.remove("rate_per_second")
+    return [
+        *fields,
+        "realtime",
+        "loss_tolerant",
+        "receiver_may_be_offline",
+        "strict_contract",
+        "flexible_queries",
+        "small_team",
+        "encryption",
+        "delivery",
+        "ordering",
+    ]
+
+
+def _first_pick(values: dict[str, Any]) -> int:
+    from advisor.scoring import evaluate, winner, with_derived
+
+    state = evaluate(with_derived(dict(values)))
+    return winner(state.raw, state.excluded_by, state.speaker)
+
+
+@pytest.mark.parametrize(
+    "doc", _oracle_documents(), ids=lambda d: d.get("title") or d["interaction"]
+)
+def test_what_would_change_against_brute_force(doc: dict[str, Any]) -> None:
+    """Every flip shown is real and the nearest in its direction; every answer that
+    some value on a fine grid flips (without contradicting another answer) is shown,
+    unless five nearer flips fill the report."""
+    from advisor import whatif
+    from advisor.scoring import with_derived
+
+    usecase = parse_usecase(doc)
+    result = recommend_json(usecase)
+    values = with_derived(dict(usecase.__dict__))
+    first = METHODS.index(result["ranking"][0]["method"])
+    assert _first_pick(values) == first
+    shown: dict[tuple[str, str], dict[str, Any]] = {}
+    for flip in result["what_would_change"]:
+        field, value, current = flip["field"], flip["value"], flip["current"]
+        changed = recommend_json(parse_usecase({**doc, field: value}), explain_changes=False)
+        assert methods(changed)[0] == flip["winner"] != METHODS[first], flip["text"]
+        direction = "set"
+        if field in whatif.NUMBERS and value is not None:
+            direction = "up" if current is None or value > current else "down"
+            if current is None:
+                direction = "down"
+        shown[(field, direction)] = flip
+    assert len(result["what_would_change"]) <= whatif.MAX_FLIPS
+    missing = []
+    for field in _plausible(values):
+        current = values[field]
+        seen: set[str] = set()
+        nearest_first = sorted(
+            _grid(field, current),
+            key=lambda v: _distance(field, current, v),
+        )
+        for value in nearest_first:
+            new = with_derived({**values, field: value})
+            if whatif.contradicts(new, values):
+                continue
+            if _first_pick(new) == first:
+                continue
+            direction = "set"
+            if field in whatif.NUMBERS:
+                direction = "down" if current is None or value < current else "up"
+            if direction in seen:
+                continue
+            seen.add(direction)
+            flip = shown.get((field, direction))
+            if flip is None:
+                missing.append((field, direction, value))
+                continue
+            if direction in ("up", "down"):
+                # The reported threshold is the nearest: this flipping grid value is not
+                # nearer to the current answer (0.2 % for the bisection's precision).
+                if direction == "up":
+                    assert value >= flip["value"] * 0.998, (field, value, flip["text"])
+                else:
+                    assert value <= flip["value"] * 1.002, (field, value, flip["text"])
+    texts = [f["text"] for f in result["what_would_change"]]
+    if len(texts) < whatif.MAX_FLIPS:
+        assert not missing, (missing, texts)
+    else:
+        farthest = max(
+            _distance(f["field"], f["current"], f["value"]) for f in result["what_would_change"]
+        )
+        for field, _, value in missing:
+            assert _distance(field, values[field], value) >= farthest - 0.01, (field, value, texts)
