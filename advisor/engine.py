@@ -27,14 +27,13 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from advisor import evidence_rules, vocabulary, whatif
-from advisor.evidence import EvidenceNote, Measurement
+from advisor.evidence import Measurement
 from advisor.knowledge import KB_VERSION, KNOWLEDGE, METHODS
 from advisor.recommendation import (
     CONFIDENCE_LABELS,
     Confidence,
     Flip,
     MethodResult,
-    Pattern,
     Reason,
     Recommendation,
     SourceRef,
@@ -75,9 +74,14 @@ def method_label(method: str) -> str:
     return COMPILED.labels.get(method, method)
 
 
-def _source(sid: str) -> SourceRef:
-    src = KNOWLEDGE.sources[sid]
-    return SourceRef.model_construct(id=sid, title=src.title, url=src.url, checked=str(src.checked))
+_SOURCES = {
+    sid: (("id", sid), ("title", src.title), ("url", src.url), ("checked", str(src.checked)))
+    for sid, src in KNOWLEDGE.sources.items()
+}
+
+
+def _source(sid: str) -> dict[str, Any]:
+    return dict(_SOURCES[sid])
 
 
 def _titled(text: str, sid: str) -> str:
@@ -110,23 +114,23 @@ def _answer(fields: tuple[str, ...], values: dict[str, Any]) -> str:
 
 def _reason(
     text: str, fields: tuple[str, ...], answer: str, weight: float, sid: str, rule: str
-) -> Reason:
-    return Reason.model_construct(
-        text=text,
-        fields=list(fields),
-        answer=answer,
-        weight=weight,
-        source=_source(sid),
-        rule=rule,
-    )
+) -> dict[str, Any]:
+    return {
+        "text": text,
+        "fields": list(fields),
+        "answer": answer,
+        "weight": weight,
+        "source": _source(sid),
+        "rule": rule,
+    }
 
 
 def _reasons(
     state: State, c: Compiled, weighed: evidence_rules.EvidenceOutcome
-) -> list[list[Reason]]:
+) -> list[list[dict[str, Any]]]:
     """Per method, every answer that counted for or against it, with its weight."""
     values = state.values
-    rows: list[list[Reason]] = [[] for _ in range(N)]
+    rows: list[list[dict[str, Any]]] = [[] for _ in range(N)]
     interaction = ("interaction",)
     answer = _answer(interaction, values)
     for effect in c.fit[values["interaction"]]:
@@ -157,8 +161,12 @@ def _reasons(
             _reason(ev.text, (), "Measured", ev.weight, ev.source, ev.rule)
         )
     for row in rows:
-        row.sort(key=lambda r: -abs(r.weight))
+        row.sort(key=_by_weight)
     return rows
+
+
+def _by_weight(reason: dict[str, Any]) -> float:
+    return -abs(reason["weight"])
 
 
 def _implementation(m: int, values: dict[str, Any], c: Compiled) -> tuple[str | None, str | None]:
@@ -168,15 +176,15 @@ def _implementation(m: int, values: dict[str, Any], c: Compiled) -> tuple[str | 
     return None, None
 
 
-def _pattern(m: int, values: dict[str, Any], c: Compiled) -> Pattern | None:
+def _pattern(m: int, values: dict[str, Any], c: Compiled) -> dict[str, Any] | None:
     for rule in c.patterns:
         if m in rule.methods and rule.pred(values):
-            return Pattern.model_construct(
-                id=rule.pattern_id,
-                name=rule.name,
-                how=rule.how.replace("{label}", c.labels[METHODS[m]]),
-                source=_source(rule.source),
-            )
+            return {
+                "id": rule.pattern_id,
+                "name": rule.name,
+                "how": rule.how.replace("{label}", c.labels[METHODS[m]]),
+                "source": _source(rule.source),
+            }
     return None
 
 
@@ -185,7 +193,7 @@ def _method_results(
     ranked: list[int],
     c: Compiled,
     weighed: evidence_rules.EvidenceOutcome,
-) -> list[MethodResult]:
+) -> list[dict[str, Any]]:
     values = state.values
     reasons = _reasons(state, c, weighed)
     exclusions: list[list[str]] = [[] for _ in range(N)]
@@ -230,30 +238,32 @@ def _method_results(
         if m == state.speaker and not excluded:
             # It ranks first because the other side speaks it: never below the next.
             score = max(score, best_other)
-        pros = [r for r in reasons[m] if r.weight > 0]
-        cons = [r for r in reasons[m] if r.weight < 0]
+        pros = [r for r in reasons[m] if r["weight"] > 0]
+        cons = [r for r in reasons[m] if r["weight"] < 0]
         results.append(
-            MethodResult.model_construct(
-                method=METHODS[m],
-                label=c.labels[METHODS[m]],
-                implementation=implementation,
-                implementation_label=implementation,
-                implementation_reason=implementation_reason,
-                pattern=None if excluded else _pattern(m, values, c),
-                score=round(score, 3),
-                feasible=not excluded,
-                excluded=excluded,
-                exclusions=exclusions[m],
-                reasons=[f"{r.answer}: {r.text} [{r.source.title}]" for r in (*pros, *cons)],
-                reasons_for=pros,
-                reasons_against=cons,
-                caveats=caveats,
-            )
+            {
+                "method": METHODS[m],
+                "label": c.labels[METHODS[m]],
+                "implementation": implementation,
+                "implementation_label": implementation,
+                "implementation_reason": implementation_reason,
+                "pattern": None if excluded else _pattern(m, values, c),
+                "score": round(score, 3),
+                "feasible": not excluded,
+                "excluded": excluded,
+                "exclusions": exclusions[m],
+                "reasons": [
+                    f"{r['answer']}: {r['text']} [{r['source']['title']}]" for r in (*pros, *cons)
+                ],
+                "reasons_for": pros,
+                "reasons_against": cons,
+                "caveats": caveats,
+            }
         )
     return results
 
 
-def _confidence(state: State, ranked: list[int], c: Compiled) -> Confidence:
+def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
     feasible = [m for m in ranked if not state.excluded_by[m]]
     first = ranked[0]
     level: Literal["clear", "likely", "close"]
@@ -284,9 +294,7 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> Confidence:
             text = (
                 f"Close call: {runner_up} is only {margin:g} points behind; see what would change."
             )
-    return Confidence.model_construct(
-        level=level, label=CONFIDENCE_LABELS[level], margin=margin, text=text
-    )
+    return {"level": level, "label": CONFIDENCE_LABELS[level], "margin": margin, "text": text}
 
 
 def _adapter_warnings(state: State, c: Compiled) -> list[str]:
@@ -328,16 +336,10 @@ def _conflicts(state: State, c: Compiled) -> list[str]:
     )
 
 
-def recommend(
-    usecase: UseCase,
-    *,
-    evidence: Iterable[Measurement] = (),
-    explain_changes: bool = True,
-) -> Recommendation:
-    """Rank all eleven methods for a use case, weighing any measurements of its servers.
-
-    ``explain_changes`` adds the thresholds at which one answer would change the first pick.
-    """
+def _recommendation(
+    usecase: UseCase, evidence: Iterable[Measurement], explain_changes: bool
+) -> dict[str, Any]:
+    """The recommendation as the contract's JSON object: fresh objects on every call."""
     c = COMPILED
     state = evaluate(with_derived(dict(usecase.__dict__)), c)
     weighed = evidence_rules.weigh(usecase, evidence, c.kb, c.labels)
@@ -357,22 +359,32 @@ def recommend(
             "Every method is ruled out by a hard constraint: the answers contradict each other. "
             "The ranking puts the methods ruled out by the fewest constraints first.",
         )
-    flips: list[Flip] = []
+    flips: list[dict[str, Any]] = []
     if explain_changes and not conflicts:
-        flips = [
-            Flip.model_construct(**flip) for flip in whatif.flips(state, ranked[0], c.labels, c)
-        ]
-    notes: list[EvidenceNote] = list(weighed.notes)
-    return Recommendation.model_construct(
-        version=1,
-        kb_version=KB_VERSION,
-        ranking=_method_results(state, ranked, c, weighed),
-        warnings=warnings,
-        what_would_change=flips,
-        confidence=_confidence(state, ranked, c),
-        conflicts=conflicts,
-        evidence=notes,
-    )
+        flips = whatif.flips(state, ranked[0], c.labels, c)
+    return {
+        "version": 1,
+        "kb_version": KB_VERSION,
+        "ranking": _method_results(state, ranked, c, weighed),
+        "warnings": warnings,
+        "what_would_change": flips,
+        "confidence": _confidence(state, ranked, c),
+        "conflicts": conflicts,
+        "evidence": [note.model_dump(mode="json") for note in weighed.notes],
+    }
+
+
+def recommend(
+    usecase: UseCase,
+    *,
+    evidence: Iterable[Measurement] = (),
+    explain_changes: bool = True,
+) -> Recommendation:
+    """Rank all eleven methods for a use case, weighing any measurements of its servers.
+
+    ``explain_changes`` adds the thresholds at which one answer would change the first pick.
+    """
+    return Recommendation.model_validate(_recommendation(usecase, evidence, explain_changes))
 
 
 def recommend_json(
@@ -381,5 +393,6 @@ def recommend_json(
     evidence: Iterable[Measurement] = (),
     explain_changes: bool = True,
 ) -> dict[str, Any]:
-    """The ``advise --format json`` object of :func:`recommend`."""
-    return recommend(usecase, evidence=evidence, explain_changes=explain_changes).contract_json()
+    """The ``advise --format json`` object of :func:`recommend` (equal to its
+    ``contract_json()``), built without the typed model's validation."""
+    return _recommendation(usecase, evidence, explain_changes)

@@ -455,11 +455,12 @@ def evaluate(values: Values, c: Compiled = COMPILED) -> State:
 
 
 def rank_key(raw: list[float], excluded_by: list[int], speaker: int | None) -> Callable[[int], Any]:
-    """Feasible methods first; among them the one that speaks the fixed interface; then
-    by score; ties keep METHODS order, so equal answers rank alike."""
+    """Feasible methods first (then those ruled out by the fewest constraints); among
+    them the one that speaks the fixed interface; then by score; ties keep METHODS
+    order, so equal answers rank alike."""
 
-    def key(m: int) -> tuple[bool, bool, float, int]:
-        return (excluded_by[m] > 0, m != speaker, -raw[m], m)
+    def key(m: int) -> tuple[int, bool, float, int]:
+        return (excluded_by[m], m != speaker, -raw[m], m)
 
     return key
 
@@ -469,6 +470,15 @@ def order(raw: list[float], excluded_by: list[int], speaker: int | None) -> list
 
 
 def winner(raw: list[float], excluded_by: list[int], speaker: int | None) -> int:
+    """``order(...)[0]``, without sorting (what "what would change" asks most)."""
+    if speaker is not None and not excluded_by[speaker]:
+        return speaker
+    best, best_raw = -1, -math.inf
+    for m in range(N):
+        if not excluded_by[m] and raw[m] > best_raw:
+            best, best_raw = m, raw[m]
+    if best >= 0:
+        return best
     return min(range(N), key=rank_key(raw, excluded_by, speaker))
 
 
