@@ -263,6 +263,10 @@ def _method_results(
     return results
 
 
+def _points(margin: float) -> str:
+    return "1 point" if margin == 1 else f"{margin:g} points"
+
+
 def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
     feasible = [m for m in ranked if not state.excluded_by[m]]
     first = ranked[0]
@@ -285,10 +289,10 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
             text = f"The other side already speaks it ({interface}) and that cannot change."
         elif margin >= CLEAR_MARGIN:
             level = "clear"
-            text = f"{margin:g} points ahead of the runner-up, {runner_up}."
+            text = f"{_points(margin)} ahead of the runner-up, {runner_up}."
         elif margin >= LIKELY_MARGIN:
             level = "likely"
-            text = f"{margin:g} points ahead of the runner-up, {runner_up}."
+            text = f"{_points(margin)} ahead of the runner-up, {runner_up}."
         else:
             level = "close"
             text = (

@@ -454,13 +454,18 @@ def evaluate(values: Values, c: Compiled = COMPILED) -> State:
     )
 
 
+# Points equal to this many decimals are a tie (broken by METHODS order), whatever
+# order the weights were added in.
+TIE_DIGITS = 9
+
+
 def rank_key(raw: list[float], excluded_by: list[int], speaker: int | None) -> Callable[[int], Any]:
     """Feasible methods first (then those ruled out by the fewest constraints); among
     them the one that speaks the fixed interface; then by score; ties keep METHODS
     order, so equal answers rank alike."""
 
     def key(m: int) -> tuple[int, bool, float, int]:
-        return (excluded_by[m], m != speaker, -raw[m], m)
+        return (excluded_by[m], m != speaker, -round(raw[m], TIE_DIGITS), m)
 
     return key
 
@@ -475,8 +480,10 @@ def winner(raw: list[float], excluded_by: list[int], speaker: int | None) -> int
         return speaker
     best, best_raw = -1, -math.inf
     for m in range(N):
-        if not excluded_by[m] and raw[m] > best_raw:
-            best, best_raw = m, raw[m]
+        if not excluded_by[m]:
+            points = round(raw[m], TIE_DIGITS)
+            if points > best_raw:
+                best, best_raw = m, points
     if best >= 0:
         return best
     return min(range(N), key=rank_key(raw, excluded_by, speaker))

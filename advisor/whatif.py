@@ -174,17 +174,25 @@ def _between(lo: float, hi: float, integer: bool) -> float | None:
 
 
 def _nice(lo: float, hi: float, trial: _Trial, up: bool) -> float:
-    """The roundest number between the last value that keeps the pick and the first
-    found to flip it, when it flips too; else the one found."""
-    flipping = hi if up else lo
-    keeping = lo if up else hi
-    for digits in range(1, 8):
-        candidate = float(f"{flipping:.{digits}g}")
-        inside = min(lo, hi) < candidate <= max(lo, hi) or candidate == flipping
-        past = candidate > keeping if up else candidate < keeping
-        if inside and past and trial.allowed(candidate) and trial.winner(candidate) != trial.first:
-            return candidate
-    return flipping
+    """The threshold found, as a round number (1,590 rather than 1,585.6) within half a
+    per cent of it, away from the current value, when that number flips the pick too."""
+    exact = hi if up else lo
+    if exact <= 0:
+        return exact
+    for digits in (3, 4):
+        scale = 10 ** (math.floor(math.log10(exact)) - digits + 1)
+        for rounded in (
+            round(exact / scale) * scale,
+            (math.ceil(exact / scale) if up else math.floor(exact / scale)) * scale,
+        ):
+            rounded = float(f"{rounded:.{digits + 1}g}")
+            if rounded <= 0 or abs(rounded - exact) > exact * 0.005:
+                continue
+            if (rounded < exact) if up else (rounded > exact):
+                continue
+            if trial.allowed(rounded) and trial.winner(rounded) != trial.first:
+                return rounded
+    return exact
 
 
 def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list[Found]:
