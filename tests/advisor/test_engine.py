@@ -637,3 +637,95 @@ def test_what_would_change_against_brute_force(doc: dict[str, Any]) -> None:
         )
         for field, _, value in missing:
             assert _distance(field, values[field], value) >= farthest - 0.01, (field, value, texts)
+
+
+# -- feasibility as properties -------------------------------------------------------
+
+SPEAKS = {
+    "rest": "rest",
+    "soap": "soap",
+    "graphql": "graphql",
+    "grpc": "rpc",
+    "broker": "message_queue",
+    "file_drop": "file_transfer",
+    "custom_tcp": "tcp",
+}
+RAW_SOCKETS = {"tcp", "udp", "ssh", "file_transfer"}
+
+
+@given(documents)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> None:
+    usecase = parse_usecase(doc)
+    result = recommend_json(usecase, explain_changes=False)
+    top = result["ranking"][0]
+    if result["conflicts"]:
+        assert all(r["excluded"] for r in result["ranking"])
+        assert not result["what_would_change"]
+        return
+    method = top["method"]
+    assert top["feasible"] and not top["exclusions"]
+    if usecase.browser_clients or usecase.firewall == "http_only":
+        assert method not in RAW_SOCKETS
+    if usecase.browser_clients and method == "rpc":
+        assert top["implementation"] == "grpc_web"
+    if usecase.firewall == "ssh_only":
+        assert method != "udp"
+        if method == "file_transfer":
+            assert top["implementation"] == "sftp"
+        elif method != "ssh":
+            assert top["pattern"]["id"] == "ssh_tunnel", top["pattern"]
+    if usecase.inbound_blocked:
+        if usecase.interaction == "request_response":
+            assert method in {"websocket", "message_queue"}
+        if method == "http":
+            assert top["implementation"] != "webhook"
+        if method == "ssh":
+            assert usecase.interaction == "file_transfer"
+    if usecase.delivery == "exactly_once" or usecase.message_bytes > 65507:
+        assert method != "udp"
+
+
+@given(documents)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_a_fixed_interface_is_honoured_unless_another_constraint_forbids_it(
+    doc: dict[str, Any],
+) -> None:
+    usecase = parse_usecase(doc)
+    if usecase.existing_interface == "none":
+        return
+    result = recommend_json(usecase, explain_changes=False)
+    speaker = row(result, SPEAKS[usecase.existing_interface])
+    if speaker["feasible"]:
+        assert result["ranking"][0]["method"] == speaker["method"]
+        assert result["confidence"]["level"] == "clear"
+    else:
+        # Plainly said: the interface cannot be spoken here, and what it would take.
+        assert any("cannot change" in w and "ruled out" in w for w in result["warnings"])
+
+
+def test_nothing_feasible_names_the_conflicting_answers() -> None:
+    result = advise(interaction="streaming", browser_clients=True, firewall="ssh_only")
+    assert all(r["excluded"] for r in result["ranking"])
+    assert "Browsers connect directly" in result["conflicts"]
+    assert "What the network lets through" in result["conflicts"]
+
+
+def test_a_custom_tcp_interface_behind_browsers_says_which_adapter_it_takes() -> None:
+    result = advise(
+        interaction="bidirectional", browser_clients=True, existing_interface="custom_tcp"
+    )
+    assert result["ranking"][0]["method"] == "websocket"
+    (warning,) = [w for w in result["warnings"] if "cannot change" in w]
+    assert "gateway" in warning and "WebSockets" in warning
+
+
+def test_commands_to_hosts_behind_nat_hold_a_session_or_pull_from_a_broker() -> None:
+    result = advise(interaction="request_response", inbound_blocked=True)
+    assert methods(result)[0] in {"message_queue", "websocket"}
+    for method in ("http", "rest", "rpc", "tcp", "ssh"):
+        assert row(result, method)["excluded"], method
+    devices = advise(interaction="fire_and_forget", inbound_blocked=True, constrained_devices=True)
+    top = devices["ranking"][0]
+    assert (top["method"], top["implementation"]) == ("message_queue", "mqtt")
+    assert top["pattern"]["id"] == "device_session"
