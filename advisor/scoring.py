@@ -277,13 +277,16 @@ class Compiled:
                 )
                 for x, _ in rule.ramp.points:
                     bounds.setdefault(rule.ramp.field, set()).add(float(x))
+            shown = set(answers_of(rule.show or ()))
+            if ramp is not None:
+                shown.add(ramp.field)
             rules.append(
                 Rule(
                     index=len(rules),
                     rule_id=rule.id,
                     pred=pred,
                     answers=frozenset(answers),
-                    fields=in_order(answers),
+                    fields=in_order(answers if rule.show is None else shown),
                     effects=tuple(
                         Effect(
                             METHOD_INDEX[m], e.weight, e.text or rule.text, e.source or rule.source

@@ -167,6 +167,9 @@ class Rule(_Strict):
     source: str
     effects: dict[str, Effect]
     ramp: Ramp | None = None
+    # The answers a reason names, when not every answer the condition reads: a rule
+    # scoped to some interactions or peers names the answer that decides, not the scope.
+    show: list[str] | None = None
 
     _coerce = field_validator("effects", mode="before")(_effects)
 
@@ -273,6 +276,7 @@ class RuleChange(_Strict):
     when: Condition | None = None
     ramp: Ramp | None = None
     weights: dict[str, float] = Field(default_factory=dict)
+    show: list[str] | None = None
 
 
 class EngineStages(_Strict):
@@ -428,6 +432,20 @@ class KnowledgeBase(_Strict):
         return self
 
 
+def _condition_keys(cond: Any) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(cond, dict):
+        for key, test in cond.items():
+            if key in ("any", "all"):
+                for sub in test if isinstance(test, list) else []:
+                    keys |= _condition_keys(sub)
+            elif key == "not":
+                keys |= _condition_keys(test)
+            else:
+                keys.add(key)
+    return keys
+
+
 def _apply_stages(data: dict[str, Any]) -> dict[str, Any]:
     """rules.yaml with engine.yaml's rule changes, new rules and implementation choices."""
     stages = data["stages"] or {}
@@ -442,9 +460,12 @@ def _apply_stages(data: dict[str, Any]) -> dict[str, Any]:
         if change:
             if "when" in change:
                 replaced["conditions"].append((rule["id"], rule["when"]))
+                rule.setdefault("show", sorted(_condition_keys(rule["when"])))
                 rule["when"] = change["when"]
             if "ramp" in change:
                 rule["ramp"] = change["ramp"]
+            if "show" in change:
+                rule["show"] = change["show"]
             effects = dict(rule["effects"])
             for method, weight in (change.get("weights") or {}).items():
                 spec = effects.get(method)
