@@ -101,10 +101,22 @@ def _readable(value: Any) -> str:
     return f"{value:,.3f}".rstrip("0").rstrip(".")
 
 
+def _shown(name: str, value: Any) -> str:
+    """A value inside a warning's sentence, in the user's units."""
+    if name == "file_min_ms_10g" and value is not None:
+        return vocabulary.format_duration(value)
+    if name in vocabulary.FIELDS:
+        words = vocabulary.FIELDS[name]
+        text = vocabulary.value_text(name, value)
+        # "run by a partner organisation", not "run by A partner organisation"
+        return text[:1].lower() + text[1:] if words.kind == "choice" else text
+    return _readable(value)
+
+
 def _fill(item: Attached, values: dict[str, Any]) -> str:
     text = item.template
     if item.names:
-        text = text.format_map({name: _readable(values[name]) for name in item.names})
+        text = text.format_map({name: _shown(name, values[name]) for name in item.names})
     return _titled(text, item.source)
 
 
@@ -126,24 +138,26 @@ def _reason(
 
 
 def _reasons(
-    state: State, c: Compiled, weighed: evidence_rules.EvidenceOutcome
+    state: State,
+    c: Compiled,
+    weighed: evidence_rules.EvidenceOutcome,
+    impls: list[str | None],
 ) -> list[list[dict[str, Any]]]:
-    """Per method, every answer that counted for or against it, with its weight."""
+    """Per method, every answer that counted for or against it, with its weight, in the
+    words of the implementation named where it has its own."""
+    own = c.impl_texts
     values = state.values
     rows: list[list[dict[str, Any]]] = [[] for _ in range(N)]
     interaction = ("interaction",)
     answer = _answer(interaction, values)
+    fit_id = f"fit.{values['interaction']}"
     for effect in c.fit[values["interaction"]]:
         if effect.weight:
+            text, sid = own.get(
+                (fit_id, effect.method, impls[effect.method]), (effect.text, effect.source)
+            )
             rows[effect.method].append(
-                _reason(
-                    effect.text,
-                    interaction,
-                    answer,
-                    effect.weight,
-                    effect.source,
-                    f"fit.{values['interaction']}",
-                )
+                _reason(text, interaction, answer, effect.weight, sid, fit_id)
             )
     for rule in c.rules:
         factor = state.factors[rule.index]
@@ -153,8 +167,12 @@ def _reasons(
         for effect in rule.effects:
             weight = round(effect.weight * factor, 2)
             if weight:  # a band's edge adds next to nothing: no reason to show
+                text, sid = own.get(
+                    (rule.rule_id, effect.method, impls[effect.method]),
+                    (effect.text, effect.source),
+                )
                 rows[effect.method].append(
-                    _reason(effect.text, rule.fields, answer, weight, effect.source, rule.rule_id)
+                    _reason(text, rule.fields, answer, weight, sid, rule.rule_id)
                 )
     for ev in weighed.reasons:
         rows[METHOD_INDEX[ev.method]].append(
@@ -195,7 +213,8 @@ def _method_results(
     weighed: evidence_rules.EvidenceOutcome,
 ) -> list[dict[str, Any]]:
     values = state.values
-    reasons = _reasons(state, c, weighed)
+    chosen = [_implementation(m, values, c) for m in range(N)]
+    reasons = _reasons(state, c, weighed, [impl for impl, _ in chosen])
     exclusions: list[list[str]] = [[] for _ in range(N)]
     for excl in c.exclusions:
         if state.excl_matched[excl.index]:
@@ -213,7 +232,7 @@ def _method_results(
     )
     results = []
     for m in ranked:
-        implementation, implementation_reason = _implementation(m, values, c)
+        implementation, implementation_reason = chosen[m]
         caveats = list(exclusions[m])
         for cav in matched_caveats:
             if m in cav.methods and (

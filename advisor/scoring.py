@@ -363,6 +363,13 @@ class Compiled:
             for a in kb.stages.adapters
         )
         self.labels = {m: kb.methods[m].label for m in METHODS}
+        # (rule id, method, implementation) -> that implementation's own (text, source).
+        self.impl_texts: dict[tuple[str, int, str | None], tuple[str, str]] = {
+            (rule_id, METHOD_INDEX[method], impl): (fact.text, fact.source)
+            for rule_id, per_method in kb.stages.implementation_texts.items()
+            for method, per_impl in per_method.items()
+            for impl, fact in per_impl.items()
+        }
         # Per answer: the rules and exclusions that read it, and the numbers its
         # conditions and ramps compare it with (the edges of its bands).
         self.rules_reading = {

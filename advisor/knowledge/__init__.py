@@ -290,6 +290,7 @@ class EngineStages(_Strict):
     adapters: list[Adapter] = Field(default_factory=list)
     patterns: list[PatternSpec] = Field(default_factory=list)
     implementation_caveats: dict[str, list[str]] = Field(default_factory=dict)
+    implementation_texts: dict[str, dict[str, dict[str, Fact]]] = Field(default_factory=dict)
 
 
 class KnowledgeBase(_Strict):
@@ -423,6 +424,19 @@ class KnowledgeBase(_Strict):
                     )
         for rule_id in self.replaced.get("unknown_changes", []):
             problems.append(f"engine.yaml rule_changes: unknown rule '{rule_id}'")
+        rule_ids = {r.id for r in self.rules} | {f"fit.{i}" for i in self.fit}
+        for rule_id, per_method in stages.implementation_texts.items():
+            if rule_id not in rule_ids:
+                problems.append(f"engine.implementation_texts: unknown rule '{rule_id}'")
+            for method_id, per_impl in per_method.items():
+                allowed = self.implementations_of(method_id) if method_id in METHODS else []
+                for impl, fact in per_impl.items():
+                    if impl not in allowed:
+                        problems.append(
+                            f"engine.implementation_texts.{rule_id}.{method_id}: unknown "
+                            f"implementation '{impl}'"
+                        )
+                    source(fact.source, f"engine.implementation_texts.{rule_id}.{method_id}")
         caveat_ids = {c.id for c in self.caveats}
         for cav_id in stages.implementation_caveats:
             if cav_id not in caveat_ids:

@@ -300,7 +300,7 @@ def test_realtime_with_a_one_hour_budget_is_a_contradiction() -> None:
 def test_a_file_that_cannot_move_within_the_budget_warns_with_the_physics() -> None:
     result = advise(interaction="file_transfer", file_bytes=2_000_000_000, latency_ms=100)
     warning = next(w for w in result["warnings"] if "cannot move" in w)
-    assert "1,600 ms" in warning  # 2 GB * 8 / 10 Gbit/s
+    assert "2 GB file" in warning and "1.6 s" in warning  # 2 GB * 8 / 10 Gbit/s
 
 
 # -- reasons, implementations and the contract's shape -----------------------------
