@@ -312,6 +312,9 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
         elif margin >= LIKELY_MARGIN:
             level = "likely"
             text = f"{_points(margin)} ahead of the runner-up, {runner_up}."
+        elif margin == 0:
+            level = "close"
+            text = f"Close call: tied on points with {runner_up}; see what would change."
         else:
             level = "close"
             text = (
