@@ -108,7 +108,7 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         None,
     ),
     (
-        "a partner's existing FTP drop gets TLS (FTPS)",
+        "a partner's existing file drop: SFTP, the standard for partner exchange",
         {
             "interaction": "file_transfer",
             "file_bytes": 50_000_000,
@@ -116,7 +116,13 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
             "peers": "partner",
         },
         "file_transfer",
-        "ftps",
+        "sftp",
+    ),
+    (
+        "a 300 MB feed the public downloads: an HTTPS link, not SFTP accounts for strangers",
+        {"interaction": "file_transfer", "file_bytes": 300_000_000, "peers": "public"},
+        "http",
+        "https_download",
     ),
     (
         "files through a path that only passes SSH: SFTP",
@@ -148,9 +154,10 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         "kafka",
     ),
     (
-        "commands to hosts that accept no inbound connections: an agent pulling from a queue",
+        "commands to hosts that accept no inbound connections: an agent that connects out "
+        "and holds a session (as Session Manager does), not SSH in",
         {"interaction": "remote_execution", "inbound_blocked": True},
-        "message_queue",
+        "websocket",
         None,
     ),
     (
