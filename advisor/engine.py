@@ -350,16 +350,18 @@ def _adapter_warnings(state: State, c: Compiled) -> list[str]:
 
 
 def _conflicts(state: State, c: Compiled) -> list[str]:
-    if not all(state.excluded_by):
-        return []
-    return sorted(
-        {
-            vocabulary.FIELDS[f].short
-            for e in c.exclusions
-            if state.excl_matched[e.index]
-            for f in e.fields
-        }
-    )
+    """When no method meets every hard constraint: the answers behind them (and the
+    fixed interface, whose method is then ruled out too). A fixed interface that
+    cannot be spoken while other methods remain is no conflict: a warning names the
+    adapter it takes, and the ranking says what to use on this side of it."""
+    speaker = state.speaker
+    if all(state.excluded_by):
+        matched = [e for e in c.exclusions if state.excl_matched[e.index]]
+        fields = {f for e in matched for f in e.fields}
+        if speaker is not None:
+            fields.add("existing_interface")
+        return sorted(vocabulary.FIELDS[f].short for f in fields)
+    return []
 
 
 def _recommendation(
@@ -379,14 +381,15 @@ def _recommendation(
     warnings += _adapter_warnings(state, c)
     warnings += weighed.warnings
     conflicts = _conflicts(state, c)
-    if conflicts:
+    nothing_feasible = all(state.excluded_by)
+    if nothing_feasible:
         warnings.insert(
             0,
             "Every method is ruled out by a hard constraint: the answers contradict each other. "
             "The ranking puts the methods ruled out by the fewest constraints first.",
         )
     flips: list[dict[str, Any]] = []
-    if explain_changes and not conflicts:
+    if explain_changes and not nothing_feasible:
         flips = whatif.flips(state, ranked[0], c.labels, c)
     return {
         "version": 1,

@@ -666,8 +666,8 @@ def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> N
     usecase = parse_usecase(doc)
     result = recommend_json(usecase, explain_changes=False)
     top = result["ranking"][0]
-    if result["conflicts"]:
-        assert all(r["excluded"] for r in result["ranking"])
+    if all(r["excluded"] for r in result["ranking"]):
+        assert result["conflicts"]
         assert not result["what_would_change"]
         return
     method = top["method"]
@@ -685,6 +685,9 @@ def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> N
     if usecase.inbound_blocked:
         if usecase.interaction == "request_response":
             assert method in {"websocket", "message_queue"}
+        if usecase.interaction == "remote_execution":
+            assert method in {"websocket", "message_queue"}
+        assert method != "udp"
         if method == "http":
             assert top["implementation"] != "webhook"
         if method == "ssh":
@@ -709,6 +712,10 @@ def test_a_fixed_interface_is_honoured_unless_another_constraint_forbids_it(
     else:
         # Plainly said: the interface cannot be spoken here, and what it would take.
         assert any("cannot change" in w and "ruled out" in w for w in result["warnings"])
+        if all(r["excluded"] for r in result["ranking"]):
+            assert "What the other side already speaks" in result["conflicts"]
+        else:
+            assert not result["conflicts"]
 
 
 def test_nothing_feasible_names_the_conflicting_answers() -> None:
