@@ -743,3 +743,35 @@ def test_commands_to_hosts_behind_nat_hold_a_session_or_pull_from_a_broker() -> 
     top = devices["ranking"][0]
     assert (top["method"], top["implementation"]) == ("message_queue", "mqtt")
     assert top["pattern"]["id"] == "device_session"
+
+
+# -- reasons for people ---------------------------------------------------------------
+
+_FIELD_NAMES = sorted(FIELDS_WORDS, key=len, reverse=True)
+
+
+@given(documents)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_reasons_read_as_words_for_people(doc: dict[str, Any]) -> None:
+    """Question labels and values in the user's units: no field names, no 1.44e+07, no
+    weightless reason, for and against apart, no answer repeated as its own reason."""
+    import re
+
+    result = recommend_json(parse_usecase(doc))
+    texts = list(result["warnings"]) + [f["text"] for f in result["what_would_change"]]
+    for r in result["ranking"]:
+        texts += r["caveats"] + r["exclusions"] + [x["text"] for x in r["reasons_for"]]
+        texts += [x["text"] for x in r["reasons_against"]]
+        if r["implementation_reason"]:
+            texts.append(r["implementation_reason"])
+        if r["pattern"]:
+            texts.append(r["pattern"]["how"])
+        for reason in r["reasons_for"] + r["reasons_against"]:
+            assert reason["weight"] != 0
+            assert reason["text"].rstrip(".") not in reason["answer"], reason
+    for text in texts:
+        assert not re.search(r"\d[eE][+-]?\d", text), text
+        assert "{" not in text and "}" not in text, text
+        for name in _FIELD_NAMES:
+            if "_" in name:
+                assert name not in text, (name, text)
