@@ -104,7 +104,10 @@ def plausible_fields(values: Values) -> list[str]:
     fields = [f for f in NUMBERS if values[f] is not None or f == "latency_ms"]
     if values["rate_per_second"] == 0:
         fields.remove("rate_per_second")
-    return fields + list(YES_NO) + list(CHOICES)
+    yes_no = list(YES_NO)
+    if values["interaction"] != "request_response":
+        yes_no.remove("flexible_queries")  # callers asking for data: a query's question
+    return fields + yes_no + list(CHOICES)
 
 
 def window(field: str, current: Any) -> tuple[float, float]:
@@ -305,6 +308,11 @@ def _change_text(found: Found, current: Any) -> str:
         return f"the answer to “{words.short}” were {value} (now {now})"
     if found.direction == "set" or found.value is None:
         return f"{words.short.lower()} were {vocabulary.value_text(field, found.value)} (now {now})"
+    if current is None:
+        # From no budget, a budget of this much flips it (not every smaller one).
+        return (
+            f"there were a time budget of {vocabulary.bound_text(field, found.value)} (now {now})"
+        )
     subject, above, below = _NUMBER_WORDS[field]
     value = found.value
     if field in INTEGERS:

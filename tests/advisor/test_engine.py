@@ -554,13 +554,14 @@ def _plausible(values: dict[str, Any]) -> list[str]:
         fields.remove("file_bytes")
     if values["rate_per_second"] == 0:
         fields.remove("rate_per_second")
+    if values["interaction"] == "request_response":
+        fields.append("flexible_queries")  # callers asking for data: a query's question
     return [
         *fields,
         "realtime",
         "loss_tolerant",
         "receiver_may_be_offline",
         "strict_contract",
-        "flexible_queries",
         "small_team",
         "encryption",
         "delivery",
