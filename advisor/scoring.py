@@ -121,8 +121,15 @@ def answers_of(names: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def bounds_of(cond: Any, into: dict[str, set[float]]) -> None:
-    """Every number a condition compares an answer with, per answer."""
+# Where a comparison switches, relative to its bound: just after it (``lte``, ``gt``),
+# just before it (``lt``, ``gte``), or on both sides; a ramp's point is continuous (0).
+_SIDES = {"lte": (1,), "gt": (1,), "lt": (-1,), "gte": (-1,), "ne": (-1, 1)}
+Edge = tuple[float, int]
+
+
+def bounds_of(cond: Any, into: dict[str, set[Edge]]) -> None:
+    """Every number a condition compares an answer with, per answer, with the side of
+    the number on which the condition switches."""
     if isinstance(cond, list):
         for sub in cond:
             bounds_of(sub, into)
@@ -134,8 +141,9 @@ def bounds_of(cond: Any, into: dict[str, set[float]]) -> None:
             bounds_of(test, into)
         elif isinstance(test, dict) and key not in DERIVED:
             for op, bound in test.items():
-                if op != "is_null" and isinstance(bound, int | float):
-                    into.setdefault(key, set()).add(float(bound))
+                if op in _SIDES and isinstance(bound, int | float) and not isinstance(bound, bool):
+                    for side in _SIDES[op]:
+                        into.setdefault(key, set()).add((float(bound), side))
 
 
 def in_order(answers: Iterable[str]) -> tuple[str, ...]:
@@ -253,7 +261,7 @@ class Compiled:
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self.kb = kb
-        bounds: dict[str, set[float]] = {}
+        bounds: dict[str, set[Edge]] = {}
         self.fit: dict[str, tuple[Effect, ...]] = {
             interaction: tuple(
                 Effect(METHOD_INDEX[m], e.weight, e.text or row.text, e.source or row.source)
@@ -276,7 +284,7 @@ class Compiled:
                     tuple(f for _, f in rule.ramp.points),
                 )
                 for x, _ in rule.ramp.points:
-                    bounds.setdefault(rule.ramp.field, set()).add(float(x))
+                    bounds.setdefault(rule.ramp.field, set()).add((float(x), 0))
             shown = set(answers_of(rule.show or ()))
             if ramp is not None:
                 shown.add(ramp.field)
@@ -378,7 +386,17 @@ class Compiled:
         self.exclusions_reading = {
             f: tuple(e for e in self.exclusions if f in e.answers) for f in UseCase.model_fields
         }
-        self.bounds = {f: tuple(sorted(b)) for f, b in bounds.items()}
+        for warning in kb.warnings:
+            bounds_of(warning.when, bounds)
+        self.bounds: dict[str, tuple[Edge, ...]] = {f: tuple(sorted(b)) for f, b in bounds.items()}
+        # Per answer, the most its rules can move each method (for "what would change").
+        self.reach: dict[str, list[float]] = {}
+        for f, reading in self.rules_reading.items():
+            reach = [0.0] * N
+            for reader in reading:
+                for effect in reader.effects:
+                    reach[effect.method] += abs(effect.weight)
+            self.reach[f] = reach
         read = {n for r in kb.rules for n in compile_condition(r.when)[1]} | {
             n
             for e in [*kb.exclusions, *kb.stages.feasibility]

@@ -91,7 +91,7 @@ CONTRADICTIONS: tuple[Callable[[Values], bool], ...] = (
     _realtime_within_minutes,
     _file_beyond_budget,
 )
-CONTRADICTION_EDGES = {"latency_ms": (60_000.0,)}
+CONTRADICTION_EDGES: dict[str, tuple[tuple[float, int], ...]] = {"latency_ms": ((60_000.0, -1),)}
 
 
 def contradicts(new: Values, old: Values) -> bool:
@@ -130,23 +130,36 @@ class _Trial:
         c, values = self.c, self.state.values
         self.rules = c.rules_reading[self.field]
         self.exclusions = c.exclusions_reading[self.field]
-        self.derive = self.field in c.derived_inputs or self.field in ("latency_ms", "file_bytes")
+        # Derived values: the scores need them when a rule reads one; the check for
+        # contradictions reads whether a file fits the budget.
+        self.scores_derived = self.field in c.derived_inputs
+        self.derive = self.scores_derived or self.field in ("latency_ms", "file_bytes")
         now_raw, now_excl = partial(values, self.rules, self.exclusions)
         self.base_raw = [a - b for a, b in zip(self.state.raw, now_raw, strict=True)]
         self.base_excl = [a - b for a, b in zip(self.state.excluded_by, now_excl, strict=True)]
 
-    def values_with(self, value: Any) -> Values:
+    def values_with(self, value: Any, derive: bool = True) -> Values:
         values = dict(self.state.values)
         values[self.field] = value
-        if self.derive:
+        if derive and self.derive:
             with_derived(values)
         return values
 
     def winner(self, value: Any) -> int:
-        values = self.values_with(value)
-        part_raw, part_excl = partial(values, self.rules, self.exclusions)
-        raw = [a + b for a, b in zip(self.base_raw, part_raw, strict=True)]
-        excl = [a + b for a, b in zip(self.base_excl, part_excl, strict=True)]
+        values = self.values_with(value, self.scores_derived)
+        raw = self.base_raw[:]
+        for rule in self.rules:
+            f = rule.factor(values)
+            if f:
+                for effect in rule.effects:
+                    raw[effect.method] += effect.weight * f
+        excl = self.base_excl
+        if self.exclusions:
+            excl = excl[:]
+            for exclusion in self.exclusions:
+                if exclusion.pred(values):
+                    for m in exclusion.methods:
+                        excl[m] += 1
         return winner(raw, excl, self.state.speaker)
 
     def allowed(self, value: Any) -> bool:
@@ -198,17 +211,27 @@ def _nice(lo: float, hi: float, trial: _Trial, up: bool) -> float:
     return exact
 
 
-def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list[Found]:
+def _search_number(trial: _Trial, c: Compiled, edges: tuple[tuple[float, int], ...]) -> list[Found]:
     field = trial.field
     current = trial.state.values[field]
     integer = field in INTEGERS
     low, high = window(field, current)
     points: set[float] = {low, high}
-    for b in edges:
+    # Both sides of every switch; a ramp's point once (the scores are continuous there).
+    for b, side in edges:
         if integer:
-            points.update((math.floor(b) - 1, math.floor(b), math.floor(b) + 1, math.ceil(b)))
+            if side > 0:
+                points.update((math.floor(b), math.floor(b) + 1))
+            elif side < 0:
+                points.update((math.ceil(b) - 1, math.ceil(b)))
+            else:
+                points.add(round(b))
+        elif side > 0:
+            points.update((b, math.nextafter(b, math.inf)))
+        elif side < 0:
+            points.update((math.nextafter(b, -math.inf), b))
         else:
-            points.update((b, math.nextafter(b, math.inf), math.nextafter(b, -math.inf)))
+            points.add(b)
     found: list[Found] = []
     start = math.inf if current is None else current
     for up in (True, False):
@@ -253,11 +276,36 @@ def _search_number(trial: _Trial, c: Compiled, edges: tuple[float, ...]) -> list
     return found
 
 
+def _cannot_flip(field: str, state: State, first: int, c: Compiled) -> bool:
+    """Whether no value of this answer can dethrone the first pick: it cannot rule the
+    pick out, and no rival it could make feasible is within reach of the points the
+    answer's rules can move (the sum of their weights, for each of the two)."""
+    if state.speaker is not None:
+        return False
+    exclusions = c.exclusions_reading[field]
+    if any(first in e.methods for e in exclusions):
+        return False
+    reach = c.reach[field]
+    raw = state.raw
+    excluded = list(state.excluded_by)
+    for e in exclusions:
+        if state.excl_matched[e.index]:
+            for m in e.methods:
+                excluded[m] -= 1
+    lead = raw[first] - reach[first]
+    for m in range(N):
+        if m != first and not excluded[m] and raw[m] + reach[m] >= lead - 1e-9:
+            return False
+    return True
+
+
 def search(state: State, first: int, c: Compiled = COMPILED) -> list[Found]:
     """Every plausible single change that dethrones ``first``, nearest first."""
     values = state.values
     found: list[Found] = []
     for field in plausible_fields(values):
+        if _cannot_flip(field, state, first, c):
+            continue
         trial = _Trial(field, state, first, c)
         if field in NUMBERS:
             edges = c.bounds.get(field, ()) + CONTRADICTION_EDGES.get(field, ())
