@@ -305,6 +305,7 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
             interface = vocabulary.FIELDS["existing_interface"].choice_label(
                 state.values["existing_interface"]
             )
+            interface = interface[:1].lower() + interface[1:]
             text = f"The other side already speaks it ({interface}) and that cannot change."
         elif margin >= CLEAR_MARGIN:
             level = "clear"
@@ -331,6 +332,7 @@ def _adapter_warnings(state: State, c: Compiled) -> list[str]:
     values = state.values
     interface = values["existing_interface"]
     spoken = vocabulary.FIELDS["existing_interface"].choice_label(interface)
+    spoken = spoken[:1].lower() + spoken[1:]
     out = []
     for adapter in c.adapters:
         if interface in adapter.interfaces and adapter.pred(values):
