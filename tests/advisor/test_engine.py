@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from advisor.engine import KB_VERSION, METHODS, Recommendation, recommend, recommend_json
 from advisor.knowledge import KNOWLEDGE
@@ -776,3 +777,41 @@ def test_reasons_read_as_words_for_people(doc: dict[str, Any]) -> None:
         for name in _FIELD_NAMES:
             if "_" in name:
                 assert name not in text, (name, text)
+
+
+# -- smooth where the world is smooth --------------------------------------------------
+
+
+def _edges_and_points() -> list[tuple[str, float]]:
+    """Every band edge the knowledge base compares a size, rate or budget with, and
+    points in between: where a cliff would be, if there were one."""
+    from advisor.scoring import COMPILED
+
+    out = []
+    for field in ("latency_ms", "message_bytes", "rate_per_second", "file_bytes"):
+        for value, _ in COMPILED.bounds.get(field, ()):
+            out.append((field, value))
+        out += [(field, 10 ** (e / 4)) for e in range(0, 28)]
+    return out
+
+
+@given(documents, st.sampled_from(_edges_and_points()))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_sizes_rates_and_budgets_weigh_in_without_cliffs(
+    doc: dict[str, Any], point: tuple[str, float]
+) -> None:
+    """A 0.1 % change of a size, rate or budget moves no method by more than a tenth of
+    a point: bands, not cliffs. (Hard limits rule out instead: 65,507-byte datagrams.)"""
+    from advisor.scoring import evaluate, with_derived
+
+    field, value = point
+    if field in ("message_bytes", "file_bytes"):
+        value = round(value)
+        nearby = value + max(1, round(value / 1000))
+    else:
+        nearby = value * 1.001
+    base = parse_usecase(doc).__dict__
+    before = evaluate(with_derived({**base, field: value}))
+    after = evaluate(with_derived({**base, field: nearby}))
+    for m in range(len(METHODS)):
+        assert abs(after.raw[m] - before.raw[m]) <= 0.1, (METHODS[m], field, value, nearby)
