@@ -307,7 +307,7 @@ class Compiled:
             )
         self.rules = tuple(rules)
         exclusions: list[Exclusion] = []
-        for excl in [*kb.exclusions, *kb.stages.feasibility]:
+        for excl in kb.exclusions:
             pred, names = compile_condition(excl.when)
             bounds_of(excl.when, bounds)
             excl_answers = answers_of(names)
@@ -398,9 +398,7 @@ class Compiled:
                     reach[effect.method] += abs(effect.weight)
             self.reach[f] = reach
         read = {n for r in kb.rules for n in compile_condition(r.when)[1]} | {
-            n
-            for e in [*kb.exclusions, *kb.stages.feasibility]
-            for n in compile_condition(e.when)[1]
+            n for e in kb.exclusions for n in compile_condition(e.when)[1]
         }
         self.derived_inputs = frozenset(
             f for name, inputs in DERIVED.items() if name in read for f in inputs

@@ -267,25 +267,8 @@ class Adapter(_Strict):
     source: str
 
 
-class RuleChange(_Strict):
-    """engine.yaml's change to a rule of rules.yaml: a new condition, a ramp, weights.
-
-    rules.yaml keeps each rule's words and sources; what it is scoped to (which
-    interaction, which peers) and how it grows in (its band) live here."""
-
-    when: Condition | None = None
-    ramp: Ramp | None = None
-    weights: dict[str, float] = Field(default_factory=dict)
-    show: list[str] | None = None
-
-
 class EngineStages(_Strict):
-    fit_changes: dict[str, dict[str, float]] = Field(default_factory=dict)
-    rule_changes: dict[str, RuleChange] = Field(default_factory=dict)
-    rules: list[Rule] = Field(default_factory=list)
-    implementations: dict[str, list[ImplementationChoice]] = Field(default_factory=dict)
     extra_implementations: dict[str, list[str]] = Field(default_factory=dict)
-    feasibility: list[Exclusion] = Field(default_factory=list)
     speaks: dict[str, str] = Field(default_factory=dict)
     adapters: list[Adapter] = Field(default_factory=list)
     patterns: list[PatternSpec] = Field(default_factory=list)
@@ -306,8 +289,6 @@ class KnowledgeBase(_Strict):
     warnings: list[Warning_] = Field(default_factory=list)
     evidence: list[EvidenceRule] = Field(default_factory=list)
     stages: EngineStages = Field(default_factory=EngineStages)
-    # What engine.yaml replaced in rules.yaml, still checked so rules.yaml stays valid.
-    replaced: dict[str, Any] = Field(default_factory=dict)
 
     def implementations_of(self, method: str) -> list[str]:
         """Every implementation id of a method: methods.yaml's and the engine's own."""
@@ -349,13 +330,7 @@ class KnowledgeBase(_Strict):
                 source(eff.source, f"{where}.{m}")
         ids: set[str] = set()
         stages = self.stages
-        for group in (
-            self.rules,
-            self.exclusions,
-            self.caveats,
-            self.warnings,
-            stages.feasibility,
-        ):
+        for group in (self.rules, self.exclusions, self.caveats, self.warnings):
             for item in group:
                 where = f"{type(item).__name__.rstrip('_').lower()} {item.id}"
                 if item.id in ids:
@@ -408,22 +383,6 @@ class KnowledgeBase(_Strict):
                 check_condition(pattern.when, where)
             except ValueError as exc:
                 problems.append(str(exc))
-        for rule_id, when in self.replaced.get("conditions", []):
-            try:
-                check_condition(when, f"rule {rule_id} (as rules.yaml writes it)")
-            except ValueError as exc:
-                problems.append(str(exc))
-        for method_id, choices in self.replaced.get("implementations", {}).items():
-            allowed = self.implementations_of(method_id)
-            for choice in choices:
-                impl = choice.get("impl") if isinstance(choice, dict) else None
-                if impl not in allowed:
-                    problems.append(
-                        f"rules.yaml implementations.{method_id}.{impl}: "
-                        f"not an implementation of {method_id}: {allowed}"
-                    )
-        for rule_id in self.replaced.get("unknown_changes", []):
-            problems.append(f"engine.yaml rule_changes: unknown rule '{rule_id}'")
         rule_ids = {r.id for r in self.rules} | {f"fit.{i}" for i in self.fit}
         for rule_id, per_method in stages.implementation_texts.items():
             if rule_id not in rule_ids:
@@ -446,71 +405,6 @@ class KnowledgeBase(_Strict):
         return self
 
 
-def _condition_keys(cond: Any) -> set[str]:
-    keys: set[str] = set()
-    if isinstance(cond, dict):
-        for key, test in cond.items():
-            if key in ("any", "all"):
-                for sub in test if isinstance(test, list) else []:
-                    keys |= _condition_keys(sub)
-            elif key == "not":
-                keys |= _condition_keys(test)
-            else:
-                keys.add(key)
-    return keys
-
-
-def _apply_stages(data: dict[str, Any]) -> dict[str, Any]:
-    """rules.yaml with engine.yaml's rule changes, new rules and implementation choices."""
-    stages = data["stages"] or {}
-    changes = stages.get("rule_changes") or {}
-    replaced: dict[str, Any] = {"conditions": [], "implementations": {}}
-    rules = []
-    known = set()
-    for rule in data["rules"]:
-        rule = dict(rule)
-        known.add(rule["id"])
-        change = changes.get(rule["id"])
-        if change:
-            if "when" in change:
-                replaced["conditions"].append((rule["id"], rule["when"]))
-                rule.setdefault("show", sorted(_condition_keys(rule["when"])))
-                rule["when"] = change["when"]
-            if "ramp" in change:
-                rule["ramp"] = change["ramp"]
-            if "show" in change:
-                rule["show"] = change["show"]
-            effects = dict(rule["effects"])
-            for method, weight in (change.get("weights") or {}).items():
-                spec = effects.get(method)
-                if isinstance(spec, dict):
-                    effects[method] = {**spec, "weight": weight}
-                else:
-                    effects[method] = weight
-            rule["effects"] = effects
-        rules.append(rule)
-    fit = {k: dict(v) for k, v in data["fit"].items()}
-    for interaction, weights in (stages.get("fit_changes") or {}).items():
-        effects = dict(fit[interaction]["effects"])
-        for method, weight in weights.items():
-            spec = effects.get(method)
-            effects[method] = {**spec, "weight": weight} if isinstance(spec, dict) else weight
-        fit[interaction]["effects"] = effects
-    data["fit"] = fit
-    replaced["unknown_changes"] = sorted(set(changes) - known)
-    data["rules"] = rules + list(stages.get("rules") or [])
-    overridden = stages.get("implementations") or {}
-    replaced["implementations"] = {
-        m: choices for m, choices in data["implementations"].items() if m in overridden
-    }
-    data["replaced"] = replaced
-    data["implementations"] = {
-        **data["implementations"],
-        **(stages.get("implementations") or {}),
-    }
-    return data
-
-
 def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
     """Read and validate the knowledge base; raises ValueError/ValidationError if it is wrong."""
     texts = {name: (directory / name).read_text(encoding="utf-8") for name in FILES}
@@ -526,7 +420,7 @@ def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
         "evidence": evidence["rules"],
         "stages": yaml.safe_load(texts["engine.yaml"]),
     }
-    return KnowledgeBase.model_validate(_apply_stages(data))
+    return KnowledgeBase.model_validate(data)
 
 
 KNOWLEDGE: KnowledgeBase = load()
