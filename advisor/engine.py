@@ -315,12 +315,10 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
             text = f"{_points(margin)} ahead of the runner-up, {runner_up}."
         elif margin == 0:
             level = "close"
-            text = f"Close call: tied on points with {runner_up}; see what would change."
+            text = f"Tied on points with the runner-up, {runner_up}."
         else:
             level = "close"
-            text = (
-                f"Close call: {runner_up} is only {margin:g} points behind; see what would change."
-            )
+            text = f"Only {_points(margin)} ahead of the runner-up, {runner_up}."
     return {"level": level, "label": CONFIDENCE_LABELS[level], "margin": margin, "text": text}
 
 
