@@ -815,3 +815,23 @@ def test_sizes_rates_and_budgets_weigh_in_without_cliffs(
     after = evaluate(with_derived({**base, field: nearby}))
     for m in range(len(METHODS)):
         assert abs(after.raw[m] - before.raw[m]) <= 0.1, (METHODS[m], field, value, nearby)
+
+
+@given(documents)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_what_would_change_offers_no_contradiction_and_no_fact_of_the_case(
+    doc: dict[str, Any],
+) -> None:
+    from advisor import whatif
+    from advisor.scoring import with_derived
+
+    usecase = parse_usecase(doc)
+    values = with_derived(dict(usecase.__dict__))
+    result = recommend_json(usecase)
+    assert len(result["what_would_change"]) <= whatif.MAX_FLIPS
+    for flip in result["what_would_change"]:
+        assert flip["field"] in _plausible(values), flip
+        changed = with_derived({**values, flip["field"]: flip["value"]})
+        # e.g. accepting losses while exactly-once is asked for, real time within minutes
+        assert not whatif.contradicts(changed, values), flip["text"]
+        assert "_" not in flip["text"], flip["text"]
