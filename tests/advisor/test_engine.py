@@ -693,7 +693,9 @@ def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> N
         if method == "http":
             assert top["implementation"] != "webhook"
         if method == "ssh":
-            assert usecase.interaction == "file_transfer"
+            assert usecase.interaction == "file_transfer" or (
+                usecase.interaction == "remote_execution" and top["pattern"]["id"] == "ssh_tunnel"
+            )
     if usecase.delivery == "exactly_once" or usecase.message_bytes > 65507:
         assert method != "udp"
 
@@ -741,6 +743,10 @@ def test_commands_to_hosts_behind_nat_hold_a_session_or_pull_from_a_broker() -> 
     assert methods(result)[0] in {"message_queue", "websocket"}
     for method in ("http", "rest", "rpc", "tcp", "ssh"):
         assert row(result, method)["excluded"], method
+    # Commands to such a host: an agent's outbound session, or SSH over a reverse tunnel.
+    shell = advise(interaction="remote_execution", inbound_blocked=True)
+    assert methods(shell)[0] == "websocket"
+    assert row(shell, "ssh")["pattern"]["id"] == "ssh_tunnel"
     devices = advise(interaction="fire_and_forget", inbound_blocked=True, constrained_devices=True)
     top = devices["ranking"][0]
     assert (top["method"], top["implementation"]) == ("message_queue", "mqtt")
