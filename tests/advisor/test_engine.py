@@ -688,7 +688,10 @@ def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> N
         if usecase.interaction == "request_response":
             assert method in {"websocket", "message_queue"}
         if usecase.interaction == "remote_execution":
-            assert method in {"websocket", "message_queue"}
+            # an agent's outbound session or queue, or SSH over a reverse tunnel
+            assert method in {"websocket", "message_queue"} or (
+                method == "ssh" and top["pattern"]["id"] == "ssh_tunnel"
+            )
         assert method != "udp"
         if method == "http":
             assert top["implementation"] != "webhook"
