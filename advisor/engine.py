@@ -264,7 +264,9 @@ def _method_results(
                 "method": METHODS[m],
                 "label": c.labels[METHODS[m]],
                 "implementation": implementation,
-                "implementation_label": implementation,
+                "implementation_label": c.kb.stages.implementation_labels.get(
+                    implementation or "", implementation
+                ),
                 "implementation_reason": implementation_reason,
                 "pattern": None if excluded else _pattern(m, values, c),
                 "score": round(score, 3),

@@ -274,6 +274,7 @@ class EngineStages(_Strict):
     patterns: list[PatternSpec] = Field(default_factory=list)
     implementation_caveats: dict[str, list[str]] = Field(default_factory=dict)
     implementation_texts: dict[str, dict[str, dict[str, Fact]]] = Field(default_factory=dict)
+    implementation_labels: dict[str, str] = Field(default_factory=dict)
 
 
 class KnowledgeBase(_Strict):
@@ -396,6 +397,10 @@ class KnowledgeBase(_Strict):
                             f"implementation '{impl}'"
                         )
                     source(fact.source, f"engine.implementation_texts.{rule_id}.{method_id}")
+        every_impl = {i for m in METHODS for i in self.implementations_of(m)}
+        for impl in stages.implementation_labels:
+            if impl not in every_impl:
+                problems.append(f"engine.implementation_labels: unknown implementation '{impl}'")
         caveat_ids = {c.id for c in self.caveats}
         for cav_id in stages.implementation_caveats:
             if cav_id not in caveat_ids:

@@ -691,8 +691,11 @@ def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> N
     if usecase.inbound_blocked:
         if usecase.interaction == "request_response":
             assert method in {"websocket", "message_queue"}
-        if usecase.interaction == "remote_execution":
-            # an agent's outbound session or queue, or SSH over a reverse tunnel
+        if usecase.interaction == "remote_execution" and method != SPEAKS.get(
+            usecase.existing_interface
+        ):
+            # an agent's outbound session or queue, or SSH over a reverse tunnel (or
+            # what the other side already speaks, when it can pull: a file drop)
             assert method in {"websocket", "message_queue"} or (
                 method == "ssh" and top["pattern"]["id"] == "ssh_tunnel"
             )
