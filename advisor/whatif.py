@@ -401,4 +401,4 @@ def flips(
     return out
 
 
-__all__ = ["MAX_FLIPS", "N", "contradicts", "flips", "plausible_fields", "search", "window"]
+__all__ = ["MAX_FLIPS", "contradicts", "flips", "plausible_fields", "search", "window"]
