@@ -851,3 +851,55 @@ def test_what_would_change_offers_no_contradiction_and_no_fact_of_the_case(
         # e.g. accepting losses while exactly-once is asked for, real time within minutes
         assert not whatif.contradicts(changed, values), flip["text"]
         assert "_" not in flip["text"], flip["text"]
+
+
+# -- patterns from the guides, as the first pick's "how" --------------------------------
+
+PATTERN_CASES = [
+    (
+        "async_request_reply",
+        {"interaction": "request_response", "latency_ms": 120_000, "peers": "partner"},
+    ),
+    (
+        "claim_check",
+        {
+            "interaction": "fire_and_forget",
+            "message_bytes": 50_000_000,
+            "receiver_may_be_offline": True,
+        },
+    ),
+    (
+        "webhook_queue",
+        {"interaction": "publish_subscribe", "peers": "public", "consumers": 20},
+    ),
+    (
+        "notify_download",
+        {
+            "interaction": "file_transfer",
+            "file_bytes": 2_000_000_000,
+            "peers": "public",
+            "receiver_may_be_offline": True,
+        },
+    ),
+    (
+        "grpc_web",
+        {"interaction": "request_response", "browser_clients": True, "existing_interface": "grpc"},
+    ),
+    (
+        "device_session",
+        {"interaction": "fire_and_forget", "inbound_blocked": True, "constrained_devices": True},
+    ),
+    ("ssh_tunnel", {"interaction": "request_response", "firewall": "ssh_only", "peers": "partner"}),
+]
+
+
+@pytest.mark.parametrize(("pattern", "doc"), PATTERN_CASES, ids=[p for p, _ in PATTERN_CASES])
+def test_the_guides_patterns_come_with_the_first_pick(pattern: str, doc: dict[str, Any]) -> None:
+    top = advise(**doc)["ranking"][0]
+    assert top["pattern"] is not None and top["pattern"]["id"] == pattern, top["pattern"]
+    source = top["pattern"]["source"]
+    assert source["id"] in KNOWLEDGE.sources and source["url"].startswith("https://")
+
+
+def test_no_pattern_where_none_applies() -> None:
+    assert advise(interaction="request_response", latency_ms=200)["ranking"][0]["pattern"] is None
