@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advisor.usecase import FIELDS, INTERACTIONS
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent
-FILES = ("sources.yaml", "methods.yaml", "rules.yaml", "evidence.yaml")
+FILES = ("sources.yaml", "methods.yaml", "rules.yaml", "evidence.yaml", "engine.yaml")
 
 METHODS: tuple[str, ...] = (
     "http",
@@ -138,12 +138,38 @@ class FitRow(_Strict):
     _coerce = field_validator("effects", mode="before")(_effects)
 
 
+class Ramp(_Strict):
+    """A smooth band: the rule's weights count by a fraction that follows ``points``
+    ((value, fraction) pairs, fractions in 0..1), linear in the logarithm of the
+    answer between them and flat beyond them. The band's edges are sourced limits
+    (a datagram that fits one MTU, a broker's per-message limit), so a rule grows
+    in over a range instead of jumping at one byte."""
+
+    field: str
+    points: list[tuple[float, float]]
+
+    @model_validator(mode="after")
+    def _sane(self) -> Ramp:
+        xs = [x for x, _ in self.points]
+        if len(xs) < 2 or xs != sorted(xs) or len(set(xs)) != len(xs) or xs[0] <= 0:
+            raise ValueError(f"ramp on {self.field}: points need 2+ increasing values > 0")
+        if any(not 0 <= f <= 1 for _, f in self.points):
+            raise ValueError(f"ramp on {self.field}: fractions are within 0..1")
+        if self.field not in FIELDS:
+            raise ValueError(f"ramp on unknown field {self.field!r}")
+        return self
+
+
 class Rule(_Strict):
     id: str
     when: Condition
     text: str
     source: str
     effects: dict[str, Effect]
+    ramp: Ramp | None = None
+    # The answers a reason names, when not every answer the condition reads: a rule
+    # scoped to some interactions or peers names the answer that decides, not the scope.
+    show: list[str] | None = None
 
     _coerce = field_validator("effects", mode="before")(_effects)
 
@@ -213,6 +239,44 @@ class EvidenceRule(_Strict):
         return self
 
 
+class PatternSpec(_Strict):
+    """A pattern from the guides: how to use a method in a case (engine.yaml)."""
+
+    id: Literal[
+        "async_request_reply",
+        "claim_check",
+        "webhook_queue",
+        "notify_download",
+        "grpc_web",
+        "device_session",
+        "ssh_tunnel",
+    ]
+    name: str
+    methods: list[str]
+    when: Condition
+    how: str
+    source: str
+
+
+class Adapter(_Strict):
+    """What a fixed interface takes when the method that speaks it is ruled out."""
+
+    interface: list[str]
+    when: Condition
+    text: str
+    source: str
+
+
+class EngineStages(_Strict):
+    extra_implementations: dict[str, list[str]] = Field(default_factory=dict)
+    speaks: dict[str, str] = Field(default_factory=dict)
+    adapters: list[Adapter] = Field(default_factory=list)
+    patterns: list[PatternSpec] = Field(default_factory=list)
+    implementation_caveats: dict[str, list[str]] = Field(default_factory=dict)
+    implementation_texts: dict[str, dict[str, dict[str, Fact]]] = Field(default_factory=dict)
+    implementation_labels: dict[str, str] = Field(default_factory=dict)
+
+
 class KnowledgeBase(_Strict):
     version: str
     digest: str = ""
@@ -225,6 +289,12 @@ class KnowledgeBase(_Strict):
     caveats: list[Caveat]
     warnings: list[Warning_] = Field(default_factory=list)
     evidence: list[EvidenceRule] = Field(default_factory=list)
+    stages: EngineStages = Field(default_factory=EngineStages)
+
+    def implementations_of(self, method: str) -> list[str]:
+        """Every implementation id of a method: methods.yaml's and the engine's own."""
+        known = self.methods[method].implementations if method in self.methods else []
+        return [*known, *self.stages.extra_implementations.get(method, [])]
 
     @property
     def full_version(self) -> str:
@@ -260,6 +330,7 @@ class KnowledgeBase(_Strict):
             for m, eff in row.effects.items():
                 source(eff.source, f"{where}.{m}")
         ids: set[str] = set()
+        stages = self.stages
         for group in (self.rules, self.exclusions, self.caveats, self.warnings):
             for item in group:
                 where = f"{type(item).__name__.rstrip('_').lower()} {item.id}"
@@ -285,7 +356,7 @@ class KnowledgeBase(_Strict):
             source(rule.source, where)
         for method_id, choices in self.implementations.items():
             methods([method_id], f"implementations.{method_id}")
-            allowed = self.methods[method_id].implementations if method_id in self.methods else []
+            allowed = self.implementations_of(method_id)
             for choice in choices:
                 where = f"implementations.{method_id}.{choice.impl}"
                 if choice.impl not in allowed:
@@ -295,6 +366,45 @@ class KnowledgeBase(_Strict):
                     check_condition(choice.when, where)
                 except ValueError as exc:
                     problems.append(str(exc))
+        for method_id in stages.extra_implementations:
+            methods([method_id], f"engine.extra_implementations.{method_id}")
+        for interface, method_id in stages.speaks.items():
+            methods([method_id], f"engine.speaks.{interface}")
+        for i, adapter in enumerate(stages.adapters):
+            source(adapter.source, f"engine.adapters[{i}]")
+            try:
+                check_condition(adapter.when, f"engine.adapters[{i}]")
+            except ValueError as exc:
+                problems.append(str(exc))
+        for i, pattern in enumerate(stages.patterns):
+            where = f"engine.patterns[{i}] {pattern.id}"
+            source(pattern.source, where)
+            methods(pattern.methods, where)
+            try:
+                check_condition(pattern.when, where)
+            except ValueError as exc:
+                problems.append(str(exc))
+        rule_ids = {r.id for r in self.rules} | {f"fit.{i}" for i in self.fit}
+        for rule_id, per_method in stages.implementation_texts.items():
+            if rule_id not in rule_ids:
+                problems.append(f"engine.implementation_texts: unknown rule '{rule_id}'")
+            for method_id, per_impl in per_method.items():
+                allowed = self.implementations_of(method_id) if method_id in METHODS else []
+                for impl, fact in per_impl.items():
+                    if impl not in allowed:
+                        problems.append(
+                            f"engine.implementation_texts.{rule_id}.{method_id}: unknown "
+                            f"implementation '{impl}'"
+                        )
+                    source(fact.source, f"engine.implementation_texts.{rule_id}.{method_id}")
+        every_impl = {i for m in METHODS for i in self.implementations_of(m)}
+        for impl in stages.implementation_labels:
+            if impl not in every_impl:
+                problems.append(f"engine.implementation_labels: unknown implementation '{impl}'")
+        caveat_ids = {c.id for c in self.caveats}
+        for cav_id in stages.implementation_caveats:
+            if cav_id not in caveat_ids:
+                problems.append(f"engine.implementation_caveats: unknown caveat '{cav_id}'")
         if problems:
             raise ValueError("knowledge base is inconsistent:\n  " + "\n  ".join(problems))
         return self
@@ -313,6 +423,7 @@ def load(directory: Path = KNOWLEDGE_DIR) -> KnowledgeBase:
         "methods": yaml.safe_load(texts["methods.yaml"]),
         **rules,
         "evidence": evidence["rules"],
+        "stages": yaml.safe_load(texts["engine.yaml"]),
     }
     return KnowledgeBase.model_validate(data)
 

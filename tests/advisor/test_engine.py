@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from advisor.engine import KB_VERSION, METHODS, Recommendation, recommend, recommend_json
 from advisor.knowledge import KNOWLEDGE
@@ -108,7 +109,7 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         None,
     ),
     (
-        "a partner's existing FTP drop gets TLS (FTPS)",
+        "a partner's existing file drop: SFTP, the standard for partner exchange",
         {
             "interaction": "file_transfer",
             "file_bytes": 50_000_000,
@@ -116,7 +117,13 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
             "peers": "partner",
         },
         "file_transfer",
-        "ftps",
+        "sftp",
+    ),
+    (
+        "a 300 MB feed the public downloads: an HTTPS link, not SFTP accounts for strangers",
+        {"interaction": "file_transfer", "file_bytes": 300_000_000, "peers": "public"},
+        "http",
+        "https_download",
     ),
     (
         "files through a path that only passes SSH: SFTP",
@@ -148,9 +155,10 @@ MORE_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         "kafka",
     ),
     (
-        "commands to hosts that accept no inbound connections: an agent pulling from a queue",
+        "commands to hosts that accept no inbound connections: an agent that connects out "
+        "and holds a session (as Session Manager does), not SSH in",
         {"interaction": "remote_execution", "inbound_blocked": True},
-        "message_queue",
+        "websocket",
         None,
     ),
     (
@@ -197,10 +205,12 @@ def test_browsers_cannot_speak_raw_sockets_ssh_or_ftp(method: str) -> None:
     assert_ruled_out(advise(**doc), method, "Browsers cannot")
 
 
-def test_browsers_get_json_rpc_not_native_grpc() -> None:
+def test_browsers_get_grpc_web_not_native_grpc() -> None:
     result = advise(interaction="request_response", browser_clients=True, strict_contract=True)
-    assert row(result, "rpc")["implementation"] == "json_rpc"
-    assert any("gRPC" in c for c in row(result, "rpc")["caveats"])
+    rpc = row(result, "rpc")
+    assert rpc["implementation"] == "grpc_web"
+    assert rpc["pattern"]["id"] == "grpc_web"
+    assert rpc["pattern"]["source"]["id"] in KNOWLEDGE.sources
 
 
 @pytest.mark.parametrize("method", ["tcp", "udp", "ssh", "file_transfer"])
@@ -263,6 +273,9 @@ def test_heavy_exclusion_still_ranks_all_eleven() -> None:
         "ssh",
         "file_transfer",
         "http",
+        # a stream to a receiver that accepts no inbound connections: nothing may call it
+        "soap",
+        "graphql",
     }
 
 
@@ -295,7 +308,7 @@ def test_realtime_with_a_one_hour_budget_is_a_contradiction() -> None:
 def test_a_file_that_cannot_move_within_the_budget_warns_with_the_physics() -> None:
     result = advise(interaction="file_transfer", file_bytes=2_000_000_000, latency_ms=100)
     warning = next(w for w in result["warnings"] if "cannot move" in w)
-    assert "1,600 ms" in warning  # 2 GB * 8 / 10 Gbit/s
+    assert "2 GB file" in warning and "1.6 s" in warning  # 2 GB * 8 / 10 Gbit/s
 
 
 # -- reasons, implementations and the contract's shape -----------------------------
@@ -333,7 +346,7 @@ def test_every_valid_document_gets_a_full_explained_ranking(doc: dict[str, Any])
         assert all(x["weight"] > 0 for x in r["reasons_for"])
         assert all(x["weight"] < 0 for x in r["reasons_against"])
         if r["implementation"] is not None:
-            assert r["implementation"] in KNOWLEDGE.methods[r["method"]].implementations
+            assert r["implementation"] in KNOWLEDGE.implementations_of(r["method"])
     excluded = [r["excluded"] for r in result["ranking"]]
     assert excluded == sorted(excluded), "ruled-out methods come last"
     allowed = [r["score"] for r in result["ranking"] if not r["excluded"]]
@@ -360,16 +373,44 @@ def test_what_would_change_is_true(doc: dict[str, Any]) -> None:
             assert flip["winner"] == second
 
 
-def test_what_would_change_names_the_runner_up_flip() -> None:
+def test_what_would_change_names_the_threshold_in_the_users_units() -> None:
+    # Internal calls at 200 per second: REST, close to gRPC, which a rate well inside
+    # the band of 1,000 to 10,000 calls per second on few connections would favour.
     result = advise(
+        interaction="request_response", latency_ms=500, message_bytes=4000, rate_per_second=200
+    )
+    assert methods(result)[0] == "rest"
+    (flip,) = [f for f in result["what_would_change"] if f["field"] == "rate_per_second"]
+    assert flip["winner"] == "rpc"
+    assert 1000 < flip["value"] < 10000
+    assert "per second or more (now 200 per second)" in flip["text"], flip["text"]
+    # Just below the threshold REST stays; at it RPC wins.
+    below = advise(
         interaction="request_response",
         latency_ms=500,
         message_bytes=4000,
-        rate_per_second=200,
-        peers="partner",
+        rate_per_second=flip["value"] * 0.99,
     )
-    texts = [f["text"] for f in result["what_would_change"]]
-    assert any("time budget were 10 ms" in t and "RPC would rank first" in t for t in texts), texts
+    assert methods(below)[0] == "rest"
+
+
+def test_a_game_one_byte_over_the_safe_datagram_size_stays_on_udp() -> None:
+    game = {
+        "interaction": "bidirectional",
+        "realtime": True,
+        "latency_ms": 30,
+        "loss_tolerant": True,
+        "delivery": "best_effort",
+    }
+    assert methods(advise(**game, message_bytes=1200))[0] == "udp"
+    assert methods(advise(**game, message_bytes=1201))[0] == "udp"
+
+    # The band's effect grows smoothly: no step of more than a tenth of a point per byte.
+    def udp_points(size: int) -> float:
+        r = row(advise(**game, message_bytes=size), "udp")
+        return sum(x["weight"] for x in r["reasons_for"] + r["reasons_against"])
+
+    assert abs(udp_points(1201) - udp_points(1200)) < 0.1
 
 
 # -- monotonicity -------------------------------------------------------------------
@@ -451,3 +492,414 @@ def test_answers_are_independent_objects() -> None:
     again = recommend_json(usecase)
     assert again["ranking"][0]["reasons_for"][0]["text"] != "tampered"
     assert again["ranking"][0]["reasons_for"][0]["weight"] != 99
+
+
+# -- "what would change": a brute-force oracle -----------------------------------------
+
+
+def _oracle_documents() -> list[dict[str, Any]]:
+    """The shared scenarios, the cases above and seeded random documents."""
+    import random
+
+    from bench.engine import random_document
+
+    docs = [json.loads(p.read_text())["usecase"] for p in scenario_files()]
+    docs += [doc for _, doc, _, _ in MORE_CASES]
+    rng = random.Random(8)
+    docs += [random_document(rng) for _ in range(40)]
+    return docs
+
+
+def _grid(field: str, current: Any) -> list[Any]:
+    """Every value worth trying for one answer: a fine logarithmic grid over the range
+    "what would change" searches (about 3 % apart), both sides of the current value."""
+    from advisor import whatif
+
+    if field in whatif.YES_NO:
+        return [not current]
+    if field in whatif.CHOICES:
+        return [value for value, _ in FIELDS_WORDS[field].choices if value != current]
+    low, high = whatif.window(field, current)
+    steps = 320
+    ratio = (high / low) ** (1 / steps)
+    values = [low * ratio**i for i in range(steps + 1)]
+    if field in whatif.INTEGERS:
+        return sorted({max(1, round(v)) for v in values} - {current})
+    return [v for v in values if v != current]
+
+
+def _distance(field: str, current: Any, value: Any) -> float:
+    """How far a change goes: decades for numbers, 1 for yes/no, steps for choices."""
+    import math
+
+    if isinstance(value, bool) or isinstance(current, bool):
+        return 1.0
+    if isinstance(value, str):
+        order = [c for c, _ in FIELDS_WORDS[field].choices]
+        return float(abs(order.index(value) - order.index(current)))
+    if value is None or current is None:
+        from advisor import whatif
+
+        base = whatif.HIGHEST[field]
+        return 1.0 if value is None else abs(math.log10(value / base))
+    return abs(math.log10(value / current))
+
+
+def _plausible(values: dict[str, Any]) -> list[str]:
+    """The answers a user may be unsure of or change (the oracle's own list): the numbers
+    (a file size only where files move, a rate only where there is one), the yes/no
+    answers about needs, and the guarantees. Not the interaction, the peers, the
+    network, browsers, devices or a fixed interface: those are facts of the case."""
+    fields = ["latency_ms", "message_bytes", "rate_per_second", "consumers", "file_bytes"]
+    if values["file_bytes"] is None:
+        fields.remove("file_bytes")
+    if values["rate_per_second"] == 0:
+        fields.remove("rate_per_second")
+    if values["interaction"] == "request_response":
+        fields.append("flexible_queries")  # callers asking for data: a query's question
+    return [
+        *fields,
+        "realtime",
+        "loss_tolerant",
+        "receiver_may_be_offline",
+        "strict_contract",
+        "small_team",
+        "encryption",
+        "delivery",
+        "ordering",
+    ]
+
+
+def _first_pick(values: dict[str, Any]) -> int:
+    from advisor.scoring import evaluate, winner, with_derived
+
+    state = evaluate(with_derived(dict(values)))
+    return winner(state.raw, state.excluded_by, state.speaker)
+
+
+@pytest.mark.parametrize(
+    "doc", _oracle_documents(), ids=lambda d: d.get("title") or d["interaction"]
+)
+def test_what_would_change_against_brute_force(doc: dict[str, Any]) -> None:
+    """Every flip shown is real and the nearest in its direction; every answer that
+    some value on a fine grid flips (without contradicting another answer) is shown,
+    unless five nearer flips fill the report."""
+    from advisor import whatif
+    from advisor.scoring import with_derived
+
+    usecase = parse_usecase(doc)
+    result = recommend_json(usecase)
+    values = with_derived(dict(usecase.__dict__))
+    first = METHODS.index(result["ranking"][0]["method"])
+    assert _first_pick(values) == first
+    if all(r["excluded"] for r in result["ranking"]):
+        # Nothing is feasible: which infeasible method would lead means nothing.
+        assert not result["what_would_change"]
+        return
+    shown: dict[tuple[str, str], dict[str, Any]] = {}
+    for flip in result["what_would_change"]:
+        field, value, current = flip["field"], flip["value"], flip["current"]
+        changed = recommend_json(parse_usecase({**doc, field: value}), explain_changes=False)
+        assert methods(changed)[0] == flip["winner"] != METHODS[first], flip["text"]
+        direction = "set"
+        if field in whatif.NUMBERS and value is not None:
+            direction = "up" if current is None or value > current else "down"
+            if current is None:
+                direction = "down"
+        shown[(field, direction)] = flip
+    assert len(result["what_would_change"]) <= whatif.MAX_FLIPS
+    missing = []
+    for field in _plausible(values):
+        current = values[field]
+        seen: set[str] = set()
+        nearest_first = sorted(
+            _grid(field, current),
+            key=lambda v: _distance(field, current, v),
+        )
+        for value in nearest_first:
+            new = with_derived({**values, field: value})
+            if whatif.contradicts(new, values):
+                continue
+            if _first_pick(new) == first:
+                continue
+            direction = "set"
+            if field in whatif.NUMBERS:
+                direction = "down" if current is None or value < current else "up"
+            if direction in seen:
+                continue
+            seen.add(direction)
+            flip = shown.get((field, direction))
+            if flip is None:
+                missing.append((field, direction, value))
+                continue
+            if direction in ("up", "down"):
+                # The reported threshold is the nearest: this flipping grid value is not
+                # nearer to the current answer.
+                # Non-integers are shown rounded, within half a per cent.
+                slack = 0.0 if field in whatif.INTEGERS else 0.005
+                if direction == "up":
+                    assert value >= flip["value"] * (1 - slack), (field, value, flip["text"])
+                else:
+                    assert value <= flip["value"] * (1 + slack), (field, value, flip["text"])
+    texts = [f["text"] for f in result["what_would_change"]]
+    if len(texts) < whatif.MAX_FLIPS:
+        assert not missing, (missing, texts)
+    else:
+        farthest = max(
+            _distance(f["field"], f["current"], f["value"]) for f in result["what_would_change"]
+        )
+        for field, _, value in missing:
+            assert _distance(field, values[field], value) >= farthest - 0.01, (field, value, texts)
+
+
+# -- feasibility as properties -------------------------------------------------------
+
+SPEAKS = {
+    "rest": "rest",
+    "soap": "soap",
+    "graphql": "graphql",
+    "grpc": "rpc",
+    "broker": "message_queue",
+    "file_drop": "file_transfer",
+    "custom_tcp": "tcp",
+}
+RAW_SOCKETS = {"tcp", "udp", "ssh", "file_transfer"}
+
+
+@given(documents)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_the_first_pick_never_breaks_a_hard_constraint(doc: dict[str, Any]) -> None:
+    usecase = parse_usecase(doc)
+    result = recommend_json(usecase, explain_changes=False)
+    top = result["ranking"][0]
+    if all(r["excluded"] for r in result["ranking"]):
+        assert result["conflicts"]
+        assert not result["what_would_change"]
+        return
+    method = top["method"]
+    assert top["feasible"] and not top["exclusions"]
+    if usecase.browser_clients or usecase.firewall == "http_only":
+        assert method not in RAW_SOCKETS
+    if usecase.browser_clients and method == "rpc":
+        assert top["implementation"] == "grpc_web"
+    if usecase.firewall == "ssh_only":
+        assert method != "udp"
+        if method == "file_transfer":
+            assert top["implementation"] == "sftp"
+        elif method != "ssh":
+            assert top["pattern"]["id"] == "ssh_tunnel", top["pattern"]
+    if usecase.inbound_blocked:
+        if usecase.interaction == "request_response":
+            assert method in {"websocket", "message_queue"}
+        if usecase.interaction == "remote_execution" and method != SPEAKS.get(
+            usecase.existing_interface
+        ):
+            # an agent's outbound session or queue, or SSH over a reverse tunnel (or
+            # what the other side already speaks, when it can pull: a file drop)
+            assert method in {"websocket", "message_queue"} or (
+                method == "ssh" and top["pattern"]["id"] == "ssh_tunnel"
+            )
+        assert method != "udp"
+        if method == "http":
+            assert top["implementation"] != "webhook"
+        if method == "ssh":
+            assert usecase.interaction == "file_transfer" or (
+                usecase.interaction == "remote_execution" and top["pattern"]["id"] == "ssh_tunnel"
+            )
+    if usecase.delivery == "exactly_once" or usecase.message_bytes > 65507:
+        assert method != "udp"
+
+
+@given(documents)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_a_fixed_interface_is_honoured_unless_another_constraint_forbids_it(
+    doc: dict[str, Any],
+) -> None:
+    usecase = parse_usecase(doc)
+    if usecase.existing_interface == "none":
+        return
+    result = recommend_json(usecase, explain_changes=False)
+    speaker = row(result, SPEAKS[usecase.existing_interface])
+    if speaker["feasible"]:
+        assert result["ranking"][0]["method"] == speaker["method"]
+        assert result["confidence"]["level"] == "clear"
+    else:
+        # Plainly said: the interface cannot be spoken here, and what it would take.
+        assert any("cannot change" in w and "ruled out" in w for w in result["warnings"])
+        if all(r["excluded"] for r in result["ranking"]):
+            assert "What the other side already speaks" in result["conflicts"]
+        else:
+            assert not result["conflicts"]
+
+
+def test_nothing_feasible_names_the_conflicting_answers() -> None:
+    result = advise(interaction="streaming", browser_clients=True, firewall="ssh_only")
+    assert all(r["excluded"] for r in result["ranking"])
+    assert "Browsers connect directly" in result["conflicts"]
+    assert "What the network lets through" in result["conflicts"]
+
+
+def test_a_custom_tcp_interface_behind_browsers_says_which_adapter_it_takes() -> None:
+    result = advise(
+        interaction="bidirectional", browser_clients=True, existing_interface="custom_tcp"
+    )
+    assert result["ranking"][0]["method"] == "websocket"
+    (warning,) = [w for w in result["warnings"] if "cannot change" in w]
+    assert "gateway" in warning and "WebSockets" in warning
+
+
+def test_commands_to_hosts_behind_nat_hold_a_session_or_pull_from_a_broker() -> None:
+    result = advise(interaction="request_response", inbound_blocked=True)
+    assert methods(result)[0] in {"message_queue", "websocket"}
+    for method in ("http", "rest", "rpc", "tcp", "ssh"):
+        assert row(result, method)["excluded"], method
+    # Commands to such a host: an agent's outbound session, or SSH over a reverse tunnel.
+    shell = advise(interaction="remote_execution", inbound_blocked=True)
+    assert methods(shell)[0] == "websocket"
+    assert row(shell, "ssh")["pattern"]["id"] == "ssh_tunnel"
+    devices = advise(interaction="fire_and_forget", inbound_blocked=True, constrained_devices=True)
+    top = devices["ranking"][0]
+    assert (top["method"], top["implementation"]) == ("message_queue", "mqtt")
+    assert top["pattern"]["id"] == "device_session"
+
+
+# -- reasons for people ---------------------------------------------------------------
+
+_FIELD_NAMES = sorted(FIELDS_WORDS, key=len, reverse=True)
+
+
+@given(documents)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_reasons_read_as_words_for_people(doc: dict[str, Any]) -> None:
+    """Question labels and values in the user's units: no field names, no 1.44e+07, no
+    weightless reason, for and against apart, no answer repeated as its own reason."""
+    import re
+
+    result = recommend_json(parse_usecase(doc))
+    texts = list(result["warnings"]) + [f["text"] for f in result["what_would_change"]]
+    for r in result["ranking"]:
+        texts += r["caveats"] + r["exclusions"] + [x["text"] for x in r["reasons_for"]]
+        texts += [x["text"] for x in r["reasons_against"]]
+        if r["implementation_reason"]:
+            texts.append(r["implementation_reason"])
+        if r["pattern"]:
+            texts.append(r["pattern"]["how"])
+        for reason in r["reasons_for"] + r["reasons_against"]:
+            assert reason["weight"] != 0
+            assert reason["text"].rstrip(".") not in reason["answer"], reason
+    for text in texts:
+        assert not re.search(r"\d[eE][+-]?\d", text), text
+        assert "{" not in text and "}" not in text, text
+        for name in _FIELD_NAMES:
+            if "_" in name:
+                assert name not in text, (name, text)
+
+
+# -- smooth where the world is smooth --------------------------------------------------
+
+
+def _edges_and_points() -> list[tuple[str, float]]:
+    """Every band edge the knowledge base compares a size, rate or budget with, and
+    points in between: where a cliff would be, if there were one."""
+    from advisor.scoring import COMPILED
+
+    out = []
+    for field in ("latency_ms", "message_bytes", "rate_per_second", "file_bytes"):
+        for value, _ in COMPILED.bounds.get(field, ()):
+            out.append((field, value))
+        out += [(field, 10 ** (e / 4)) for e in range(0, 28)]
+    return out
+
+
+@given(documents, st.sampled_from(_edges_and_points()))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_sizes_rates_and_budgets_weigh_in_without_cliffs(
+    doc: dict[str, Any], point: tuple[str, float]
+) -> None:
+    """A 0.1 % change of a size, rate or budget moves no method by more than a tenth of
+    a point: bands, not cliffs. (Hard limits rule out instead: 65,507-byte datagrams.)"""
+    from advisor.scoring import evaluate, with_derived
+
+    field, value = point
+    if field in ("message_bytes", "file_bytes"):
+        value = round(value)
+        nearby = value + max(1, round(value / 1000))
+    else:
+        nearby = value * 1.001
+    base = parse_usecase(doc).__dict__
+    before = evaluate(with_derived({**base, field: value}))
+    after = evaluate(with_derived({**base, field: nearby}))
+    for m in range(len(METHODS)):
+        assert abs(after.raw[m] - before.raw[m]) <= 0.1, (METHODS[m], field, value, nearby)
+
+
+@given(documents)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_what_would_change_offers_no_contradiction_and_no_fact_of_the_case(
+    doc: dict[str, Any],
+) -> None:
+    from advisor import whatif
+    from advisor.scoring import with_derived
+
+    usecase = parse_usecase(doc)
+    values = with_derived(dict(usecase.__dict__))
+    result = recommend_json(usecase)
+    assert len(result["what_would_change"]) <= whatif.MAX_FLIPS
+    for flip in result["what_would_change"]:
+        assert flip["field"] in _plausible(values), flip
+        changed = with_derived({**values, flip["field"]: flip["value"]})
+        # e.g. accepting losses while exactly-once is asked for, real time within minutes
+        assert not whatif.contradicts(changed, values), flip["text"]
+        assert "_" not in flip["text"], flip["text"]
+
+
+# -- patterns from the guides, as the first pick's "how" --------------------------------
+
+PATTERN_CASES = [
+    (
+        "async_request_reply",
+        {"interaction": "request_response", "latency_ms": 120_000, "peers": "partner"},
+    ),
+    (
+        "claim_check",
+        {
+            "interaction": "fire_and_forget",
+            "message_bytes": 50_000_000,
+            "receiver_may_be_offline": True,
+        },
+    ),
+    (
+        "webhook_queue",
+        {"interaction": "publish_subscribe", "peers": "public", "consumers": 20},
+    ),
+    (
+        "notify_download",
+        {
+            "interaction": "file_transfer",
+            "file_bytes": 2_000_000_000,
+            "peers": "public",
+            "receiver_may_be_offline": True,
+        },
+    ),
+    (
+        "grpc_web",
+        {"interaction": "request_response", "browser_clients": True, "existing_interface": "grpc"},
+    ),
+    (
+        "device_session",
+        {"interaction": "fire_and_forget", "inbound_blocked": True, "constrained_devices": True},
+    ),
+    ("ssh_tunnel", {"interaction": "request_response", "firewall": "ssh_only", "peers": "partner"}),
+]
+
+
+@pytest.mark.parametrize(("pattern", "doc"), PATTERN_CASES, ids=[p for p, _ in PATTERN_CASES])
+def test_the_guides_patterns_come_with_the_first_pick(pattern: str, doc: dict[str, Any]) -> None:
+    top = advise(**doc)["ranking"][0]
+    assert top["pattern"] is not None and top["pattern"]["id"] == pattern, top["pattern"]
+    source = top["pattern"]["source"]
+    assert source["id"] in KNOWLEDGE.sources and source["url"].startswith("https://")
+
+
+def test_no_pattern_where_none_applies() -> None:
+    assert advise(interaction="request_response", latency_ms=200)["ranking"][0]["pattern"] is None

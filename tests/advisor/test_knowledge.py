@@ -80,8 +80,8 @@ def _copy_and_edit(tmp_path: Path, edit: str, old: str, new: str) -> Path:
         ),
         (
             "rules.yaml",
-            "when: {latency_ms: {lte: 10}}",
-            "when: {latency_ms: {below: 10}}",
+            "when: {latency_ms: {lte: 20}}",
+            "when: {latency_ms: {below: 20}}",
             "unknown operator",
         ),
         (

@@ -155,11 +155,6 @@ def test_http_only_gets_what_rides_http(doc: dict[str, Any]) -> None:
     _assert_feasible_or_conflict(doc, "http_only")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: ssh_only is a nudge (a plain call wins through an SSH-only path "
-    "with no conflict reported and no tunnel named)",
-)
 @SETTINGS
 @given(_docs(firewall="ssh_only"))
 @example({"interaction": "request_response", "firewall": "ssh_only"})
@@ -167,10 +162,6 @@ def test_ssh_only_gets_ssh_sftp_or_a_tunnel(doc: dict[str, Any]) -> None:
     _assert_feasible_or_conflict(doc, "ssh_only")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: inbound_blocked costs a synchronous call a point or nothing",
-)
 @SETTINGS
 @given(_docs(inbound_blocked=True))
 @example({"interaction": "request_response", "inbound_blocked": True})
@@ -204,11 +195,6 @@ def test_existing_interface_is_honoured_or_the_conflict_reported(doc: dict[str, 
     _assert_feasible_or_conflict(doc, "existing_interface")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: an existing interface that cannot change is overridden even when "
-    "nothing conflicts with it",
-)
 @SETTINGS
 @given(
     documents.filter(lambda d: d.get("existing_interface", "none") != "none").map(
@@ -310,11 +296,6 @@ def test_browsers_never_lower_websockets(doc: dict[str, Any]) -> None:
     _standing_never_drops(doc, "websocket", "browser_clients", [False, True])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: consumers read without the interaction (several callers of a query or "
-    "targets of a command turn it into a broker)",
-)
 @SETTINGS
 @given(
     documents.filter(lambda d: d["interaction"] in ("request_response", "remote_execution")),

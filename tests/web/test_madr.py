@@ -205,7 +205,6 @@ def _with_runner_up_duplicates(decision: Decision) -> list[str]:
 WEBHOOKS_OR_QUEUE = {
     **ORDERS,
     "peers": "partner",
-    "firewall": "http_only",
     "message_bytes": 2048,
 }
 
