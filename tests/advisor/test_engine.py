@@ -821,6 +821,7 @@ def test_sizes_rates_and_budgets_weigh_in_without_cliffs(
     from advisor.scoring import evaluate, with_derived
 
     field, value = point
+    nearby: float
     if field in ("message_bytes", "file_bytes"):
         value = round(value)
         nearby = value + max(1, round(value / 1000))
