@@ -51,7 +51,6 @@ KNOWN_FAILURES: dict[str, str] = {
     # first pick, implementation and pattern are right in every case; these still have
     # a blunder in second or third place (tied or near-tied among poor fits).
     "media-archive-over-ssh-only": SHAPE,
-    "ops-database-through-bastion": SHAPE,
 }
 
 CASES = load_cases()
