@@ -904,3 +904,43 @@ def test_the_guides_patterns_come_with_the_first_pick(pattern: str, doc: dict[st
 
 def test_no_pattern_where_none_applies() -> None:
     assert advise(interaction="request_response", latency_ms=200)["ranking"][0]["pattern"] is None
+
+
+IMPLEMENTATION_OWN_REASONS = [
+    (
+        {"interaction": "fire_and_forget", "constrained_devices": True, "inbound_blocked": True},
+        "mqtt",
+        "MQTT clients connect out to the broker",
+    ),
+    (
+        {"interaction": "fire_and_forget", "receiver_may_be_offline": True},
+        "amqp",
+        "RabbitMQ's consumer acknowledgements and publisher confirms",
+    ),
+    (
+        {"interaction": "fire_and_forget", "small_team": True, "receiver_may_be_offline": True},
+        "redis_streams",
+        "A Redis Stream keeps its entries while a consumer group is down",
+    ),
+    (
+        {"interaction": "fire_and_forget", "latency_ms": 5, "peers": "internal"},
+        "nats",
+        "NATS JetStream persists messages and delivers them at least once",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "impl", "own"),
+    IMPLEMENTATION_OWN_REASONS,
+    ids=[c[1] for c in IMPLEMENTATION_OWN_REASONS],
+)
+def test_a_named_implementation_gives_its_own_reasons(
+    doc: dict[str, Any], impl: str, own: str
+) -> None:
+    ranking = recommend_json(parse_usecase({"version": 1, **doc}), explain_changes=False)["ranking"]
+    broker = next(r for r in ranking if r["method"] == "message_queue")
+    assert broker["implementation"] == impl
+    assert any(own in reason for reason in broker["reasons"]), broker["reasons"]
+    # Another implementation's own words never stand for this one (source titles aside).
+    assert not any("Kafka" in reason.rsplit(" [", 1)[0] for reason in broker["reasons"])

@@ -50,13 +50,7 @@ KNOWN_FAILURES: dict[str, str] = {
     # Updated on the engine branch after merging these cases (issue 8's engine): the
     # first pick, implementation and pattern are right in every case; these still have
     # a blunder in second or third place (tied or near-tied among poor fits).
-    "data-events-too-big-for-broker": SHAPE,
-    "games-voice-chat-1201": SHAPE,
-    "iot-commands-to-devices-behind-nat": _both(INBOUND, SHAPE),
     "media-archive-over-ssh-only": SHAPE,
-    "media-voip-51-packets": SHAPE,
-    "ops-database-through-bastion": SHAPE,
-    "retail-price-updates-to-stores": SHAPE,
 }
 
 CASES = load_cases()
