@@ -4,6 +4,13 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache
+from pytest_django.fixtures import Settings
+
+
+@pytest.fixture(autouse=True)
+def fast_hasher(settings: Settings) -> None:
+    """Real password checks, without spending a second on PBKDF2 per user or attempt."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
-from pytest_django.fixtures import Settings
 
 from advisor import selectors, services
 from advisor.models import Decision, ShareLink
@@ -22,12 +21,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-passphrase-1"
 CHAT = parse_usecase({"title": "Alice's chat", "interaction": "bidirectional"})
 BATCH = parse_usecase({"title": "Bob's batch", "interaction": "file_transfer"})
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    # Real password checks, without spending a second on PBKDF2 per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
-from pytest_django.fixtures import Settings
 
 from advisor import selectors, services
 from advisor.models import Decision, ShareLink
@@ -26,11 +25,6 @@ ORDERS = {
     "interaction": "fire_and_forget",
     "receiver_may_be_offline": True,
 }
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

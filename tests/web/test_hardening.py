@@ -30,12 +30,6 @@ CHAT = {"title": "Support chat", "interaction": "bidirectional", "realtime": Tru
 DOCUMENT = {"title": "Orders", "interaction": "fire_and_forget", "receiver_may_be_offline": True}
 
 
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    # Real password checks, without spending a second on PBKDF2 per attempt.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def alice() -> User:
     return User.objects.create_user("alice", password=PASSWORD)

@@ -10,7 +10,6 @@ from html import unescape
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from pytest_django.fixtures import Settings
 
 from advisor import plots, services
 from advisor.models import Decision
@@ -31,11 +30,6 @@ BASE_UNITS = {
     "message_bytes": "bytes",
     "file_bytes": "bytes",
 }
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -10,19 +10,12 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.utils import timezone
-from pytest_django.fixtures import Settings
 
 from advisor import engine, selectors, services
 from advisor.models import Decision, ShareLink
 from advisor.usecase import parse_usecase
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    # Real password checks, without spending a second on PBKDF2 per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 BATCH = parse_usecase(

@@ -21,12 +21,6 @@ from advisor.usecase import parse_usecase
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Settings) -> None:
-    # Real password checks, without spending a second on PBKDF2 per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 CHAT = {
     "title": "Support chat",
     "interaction": "bidirectional",
