@@ -52,7 +52,6 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
             "winner": None,
             "warnings": [],
             "flips": [],
-            "method_rows": [],
             "alternatives": [],
             "others": [],
             "ruled_out": [],
@@ -87,7 +86,6 @@ def page_context(result: Any, figures: Any = None) -> dict[str, Any]:
         "warnings": recommendation.warnings,
         "flips": flips,
         "evidence": recommendation.evidence,
-        "method_rows": rows,
         # Each reason appears once: the winner's above, then the close alternatives
         # open, then the other feasible methods and the ruled-out ones folded.
         "alternatives": feasible[:ALTERNATIVES],
