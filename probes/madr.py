@@ -16,15 +16,6 @@ from advisor.models import Decision
 from probes import selectors
 
 
-def _text(value: Any) -> str:
-    # What a probed server answered is the server's text, so literal Markdown too.
-    return markdown_text(value)
-
-
-def _cell(value: Any) -> str:
-    return markdown_text(value)  # escapes "|" as well
-
-
 def _code(value: Any) -> str:
     # A code span cannot hold its own delimiter: backticks become quotes.
     return "`" + " ".join(str(value).split()).replace("`", "'").replace("|", "\\|") + "`"
@@ -35,7 +26,7 @@ def _ms(value: Any) -> str:
 
 
 def _label(item: dict[str, Any]) -> str:
-    return _text(item.get("label") or item.get("method") or "?")
+    return markdown_text(item.get("label") or item.get("method") or "?")
 
 
 def evidence_markdown(decision: Decision, limit: int = 5) -> str:
@@ -52,7 +43,7 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
     ]
     for run in runs:
         when = f"{run.finished_at:%Y-%m-%d %H:%M} UTC" if run.finished_at else "unknown time"
-        points = ", ".join(_text(p) for p in run.vantage_points)
+        points = ", ".join(markdown_text(p) for p in run.vantage_points)
         out += ["", f"### Run {run.pk}: {when}, from {points}", ""]
         out += [
             "| Target | For | From | Result | p50 ms | p95 ms | p99 ms | loss |",
@@ -61,12 +52,16 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
         for result in selectors.run_results(run):
             raw = result.get("latency_ms")
             latency = raw if isinstance(raw, dict) else {}
-            outcome = "answered" if result.get("ok") else _cell(result.get("error") or "no answer")
+            outcome = (
+                "answered"
+                if result.get("ok")
+                else markdown_text(result.get("error") or "no answer")
+            )
             loss = result.get("loss")
             loss_text = f"{loss * 100:.1f}%" if isinstance(loss, int | float) else "–"
             out.append(
                 f"| {_code(result.get('target', ''))} | {_code(result.get('method', ''))} "
-                f"| {_cell(result.get('vantage_point', ''))} | {outcome} "
+                f"| {markdown_text(result.get('vantage_point', ''))} | {outcome} "
                 f"| {_ms(latency.get('p50'))} | {_ms(latency.get('p95'))} "
                 f"| {_ms(latency.get('p99'))} | {loss_text} |"
             )
@@ -74,8 +69,8 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
         notes = [n for n in run.evidence or [] if isinstance(n, dict)]
         if notes:
             out += [
-                f"* {_text(n.get('text', ''))} (measured at {_code(n.get('target', ''))} "
-                f"from {_text(n.get('vantage_point', ''))})"
+                f"* {markdown_text(n.get('text', ''))} (measured at {_code(n.get('target', ''))} "
+                f"from {markdown_text(n.get('vantage_point', ''))})"
                 for n in notes
             ]
         else:
@@ -88,10 +83,10 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
                 "|---|---|---|---|---|",
             ]
             for row in compare:
-                before = _cell(row["before_label"]) + (
+                before = markdown_text(row["before_label"]) + (
                     " (ruled out)" if row["before_excluded"] else ""
                 )
-                after = _cell(row["after_label"]) + (
+                after = markdown_text(row["after_label"]) + (
                     " (ruled out)" if row["after_excluded"] else ""
                 )
                 out.append(
@@ -101,7 +96,7 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
         warnings = selectors.new_warnings(decision.result, run.advice)
         if warnings:
             out += ["", "Warnings with the evidence:", ""]
-            out += [f"* {_text(w)}" for w in warnings]
+            out += [f"* {markdown_text(w)}" for w in warnings]
     return "\n".join(out) + "\n"
 
 
