@@ -15,9 +15,10 @@ It decides in the order the architecture guides do (``docs/knowledge.md``,
 5. the confidence, from the margin to the runner-up, and what would change the
    answer (:mod:`advisor.whatif`: the thresholds themselves).
 
-Scores shown are a logistic squash of the points, ``1 / (1 + e^(-points/4))``:
-an absolute scale, so a rule that adds to a method never lowers its score.
-The confidence reads the margin in points, not the squashed scores.
+The contract's ``score`` is a logistic squash of the points, ``1 / (1 + e^(-points/4))``:
+an absolute scale, so a rule that adds to a method never lowers its score. People
+are shown the points themselves (for minus against) and the confidence, which reads
+the margin in points, never the squashed scores.
 """
 
 from __future__ import annotations
@@ -270,6 +271,7 @@ def _method_results(
                 "implementation_reason": implementation_reason,
                 "pattern": None if excluded else _pattern(m, values, c),
                 "score": round(score, 3),
+                "points": None if excluded else round(state.raw[m], 2),
                 "feasible": not excluded,
                 "excluded": excluded,
                 "exclusions": exclusions[m],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import re
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from advisor import vocabulary
@@ -82,17 +81,6 @@ def _label(item: MethodResult) -> str:
     label = item.label or item.method or "?"
     implementation = item.implementation_label or item.implementation
     return f"{label} ({implementation})" if implementation else label
-
-
-def _score(item: MethodResult) -> str:
-    # Rounded half up, as the page shows it (Django's floatformat), so both agree.
-    try:
-        score = Decimal(str(float(item.score)))
-    except (TypeError, ValueError, ArithmeticError):
-        return "?"
-    if not score.is_finite():
-        return "?"
-    return str(score.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _drivers(usecase: dict[str, Any]) -> list[str]:
@@ -189,8 +177,7 @@ def decision_to_madr(decision: Decision) -> str:
 
     out += ["", "## Considered Options", ""]
     for item in ranking:
-        suffix = " (ruled out)" if item.excluded else ""
-        out.append(f"* {_label(item)}: score {_score(item)}{suffix}")
+        out.append(f"* {_label(item)}: {item.standing}")
 
     out += ["", "## Decision Outcome", ""]
     if winner is None or recommendation is None:
@@ -227,7 +214,8 @@ def decision_to_madr(decision: Decision) -> str:
 
     out += ["", "## Pros and Cons of the Options", ""]
     for item in ranking:
-        out += [f"### {_label(item)}", "", f"Score {_score(item)}.", ""]
+        standing = item.standing
+        out += [f"### {_label(item)}", "", standing[:1].upper() + standing[1:] + ".", ""]
         out += _pros_cons(item)
         out.append("")
 

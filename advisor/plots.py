@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -37,11 +36,6 @@ def _as_json(fig: go.Figure) -> dict[str, Any]:
     # Round trip through plotly's encoder so the result holds only JSON types.
     data: dict[str, Any] = json.loads(json.dumps(fig.to_plotly_json(), cls=PlotlyJSONEncoder))
     return data
-
-
-def _two_places(value: float) -> str:
-    # Half up, as Django's floatformat rounds the same score in the table below the chart.
-    return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _name(item: MethodResult) -> str:
@@ -122,7 +116,11 @@ def contribution_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
 
 
 def ranking_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
-    """Horizontal bars of every method's score, best at the top, ruled-out ones grey."""
+    """Horizontal bars of every method's points, best at the top, ruled-out ones grey.
+
+    Points are what the page's tables show (for minus against); a result stored
+    before points were kept draws its 0..1 scores instead, as its table shows them.
+    """
     items = list(ranking)
     if not items:
         return None
@@ -130,28 +128,34 @@ def ranking_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
         _EXCLUDED if item.excluded else (_WINNER if i == 0 else _OTHER)
         for i, item in enumerate(items)
     ]
-    scores = [item.score if math.isfinite(item.score) else 0.0 for item in items]
+    legacy = all(item.points is None for item in items)
+    values = [
+        0.0 if item.excluded else (item.score if legacy else (item.points or 0.0)) for item in items
+    ]
+    values = [v if math.isfinite(v) else 0.0 for v in values]
     fig = go.Figure(
         go.Bar(
-            x=scores,
+            x=values,
             y=[_name(item) for item in items],
             orientation="h",
             marker={"color": colours},
-            text=[
-                "ruled out" if item.excluded else _two_places(s)
-                for item, s in zip(items, scores, strict=True)
-            ],
+            text=[item.points_text for item in items],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+            hovertemplate="%{y}: %{text}<extra></extra>",
         )
+    )
+    axis: dict[str, Any] = (
+        {"range": [0, 1.05], "title": {"text": "score (0 to 1)"}}
+        if legacy
+        else {"title": {"text": "points: for minus against"}, "zeroline": True}
     )
     fig.update_layout(
         template="none",
         font=_FONT,
         height=60 + 28 * len(items),
-        margin={"l": 130, "r": 50, "t": 10, "b": 40},
-        xaxis={"range": [0, 1.05], "title": {"text": "score (0 to 1)"}, "fixedrange": True},
+        margin={"l": 130, "r": 60, "t": 10, "b": 40},
+        xaxis={**axis, "fixedrange": True},
         yaxis={"autorange": "reversed", "automargin": True, "fixedrange": True},
         showlegend=False,
     )

@@ -14,6 +14,7 @@ confidence), so old share links keep working.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,6 +30,7 @@ __all__ = [
     "Reason",
     "Recommendation",
     "SourceRef",
+    "points_text_of",
 ]
 
 
@@ -95,6 +97,11 @@ class MethodResult(_Model):
     implementation_reason: str | None = None
     pattern: Pattern | None = None
     score: float = Field(0.0, description="0..1, the contract's; 0 for a method ruled out.")
+    points: float | None = Field(
+        None,
+        description="What the answers add for the method minus what they take away; None when "
+        "it is ruled out, or in a result stored before points were kept.",
+    )
     feasible: bool = True
     excluded: bool = False
     exclusions: list[str] = Field(default_factory=list)
@@ -102,6 +109,28 @@ class MethodResult(_Model):
     reasons_for: list[Reason] = Field(default_factory=list)
     reasons_against: list[Reason] = Field(default_factory=list)
     caveats: list[str] = Field(default_factory=list)
+
+    @property
+    def points_text(self) -> str:
+        """The method's standing as a table shows it: "+9.5", "-2", "ruled out".
+
+        People read points and the margin, not the contract's squashed 0..1 score; a
+        result stored before points were kept shows its score instead.
+        """
+        if self.excluded:
+            return "ruled out"
+        if self.points is None or not math.isfinite(self.points):
+            return _two_places(self.score)
+        return _signed(self.points)
+
+    @property
+    def standing(self) -> str:
+        """The same in a sentence's words: "+9.5 points", "ruled out", "score 0.91"."""
+        if self.excluded:
+            return "ruled out"
+        if self.points is None or not math.isfinite(self.points):
+            return f"score {_two_places(self.score)}"
+        return f"{_signed(self.points)} points"
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +149,36 @@ class MethodResult(_Model):
                     (pros if reason["weight"] > 0 else cons).append(reason)
             data["reasons_for"], data["reasons_against"] = pros, cons
         return data
+
+
+def points_text_of(item: Any) -> str:
+    """:attr:`MethodResult.points_text` of a stored ranking entry; "–" when unreadable."""
+    if not isinstance(item, dict):
+        return "–"
+    try:
+        return MethodResult.model_validate(item).points_text
+    except ValidationError:
+        return "–"
+
+
+def _two_places(value: float) -> str:
+    # Half up, as Django's floatformat rounds: the page, the chart and the record agree.
+    try:
+        number = Decimal(repr(float(value)))
+    except (TypeError, ValueError, ArithmeticError):
+        return "?"
+    if not number.is_finite():
+        return "?"
+    return str(number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _signed(points: float) -> str:
+    # One decimal, half up, trailing ".0" dropped: "+9.5", "+12", "-2", "0".
+    number = Decimal(repr(float(points))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    text = f"{abs(number):f}".removesuffix(".0")
+    if number > 0:
+        return "+" + text
+    return "-" + text if number < 0 else "0"
 
 
 def _legacy_reason(factor: Any) -> dict[str, Any] | None:

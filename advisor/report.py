@@ -55,13 +55,13 @@ def text_report(recommendation: Recommendation, title: str = "") -> str:
         lines.append("")
 
     lines.append("Ranking")
-    lines.append(f"  {'#':>2}  {'method':<14} {'implementation':<15} {'score':>6}  note")
+    lines.append(f"  {'#':>2}  {'method':<14} {'implementation':<15} {'points':>9}  note")
     for position, row in enumerate(ranking, start=1):
         note = "ruled out" if row.excluded else ""
-        score = "-" if row.excluded else f"{row.score:.3f}"
+        score = "-" if row.excluded else row.points_text
         lines.append(
             f"  {position:>2}  {row.method:<14} {row.implementation or '-':<15} "
-            f"{score:>6}  {note}".rstrip()
+            f"{score:>9}  {note}".rstrip()
         )
     lines.append("")
 

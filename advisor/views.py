@@ -48,6 +48,7 @@ from advisor.forms import (
 from advisor.knowledge import KNOWLEDGE, describe
 from advisor.madr import answer_text, decision_to_madr
 from advisor.models import Decision, ShareLink
+from advisor.recommendation import points_text_of
 from advisor.vocabulary import MAX_TITLE_CHARS
 from probes.madr import evidence_markdown
 
@@ -600,7 +601,7 @@ def _ranked(position: int | None, item: dict[str, Any]) -> dict[str, Any] | None
         return None
     return {
         "position": position,
-        "score": item.get("score"),
+        "points": points_text_of(item),
         "excluded": bool(item.get("excluded")),
         "implementation": item.get("implementation"),
     }

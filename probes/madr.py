@@ -79,7 +79,7 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
         if compare:
             out += [
                 "",
-                "| # | Before | score | With the evidence | score |",
+                "| # | Before | points | With the evidence | points |",
                 "|---|---|---|---|---|",
             ]
             for row in compare:
@@ -90,15 +90,11 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
                     " (ruled out)" if row["after_excluded"] else ""
                 )
                 out.append(
-                    f"| {row['rank']} | {before} | {_score(row['before_score'])} "
-                    f"| {after} | {_score(row['after_score'])} |"
+                    f"| {row['rank']} | {before} | {row['before_points']} "
+                    f"| {after} | {row['after_points']} |"
                 )
         warnings = selectors.new_warnings(decision.result, run.advice)
         if warnings:
             out += ["", "Warnings with the evidence:", ""]
             out += [f"* {markdown_text(w)}" for w in warnings]
     return "\n".join(out) + "\n"
-
-
-def _score(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, int | float) else "–"

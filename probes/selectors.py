@@ -14,6 +14,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from advisor.models import Decision
+from advisor.recommendation import points_text_of
 from probes.models import ACTIVE, ProbeJob, ProbeRun, Status, VantagePoint
 
 
@@ -204,13 +205,14 @@ def advice_compare(
             {
                 "rank": rank,
                 "before_label": old.get("label") or old.get("method"),
-                "before_score": old.get("score"),
+                "before_points": points_text_of(old),
                 "before_excluded": bool(old.get("excluded")),
                 "after_label": new.get("label") or new.get("method"),
-                "after_score": new.get("score"),
+                "after_points": points_text_of(new),
                 "after_excluded": bool(new.get("excluded")),
                 "changed": old.get("method") != new.get("method")
                 or old.get("score") != new.get("score")
+                or old.get("points") != new.get("points")
                 or bool(old.get("excluded")) != bool(new.get("excluded")),
             }
         )

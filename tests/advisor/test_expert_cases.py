@@ -47,10 +47,8 @@ def _both(*reasons: str) -> str:
 
 
 KNOWN_FAILURES: dict[str, str] = {
-    # Updated on the engine branch after merging these cases (issue 8's engine): the
-    # first pick, implementation and pattern are right in every case; these still have
-    # a blunder in second or third place (tied or near-tied among poor fits).
-    "media-archive-over-ssh-only": SHAPE,
+    # Empty: every case passes every check. A case the engine gets wrong goes here with
+    # its class of error, as a strict xfail, rather than out of the suite.
 }
 
 CASES = load_cases()

@@ -179,7 +179,7 @@ def test_without_javascript_the_form_posts_and_errors_sit_next_to_their_fields(
     expect(page.locator("#chart-ranking svg")).to_have_count(0)
     # Each chart box says, in words, where its numbers are instead of staying empty.
     expect(page.locator("#chart-ranking .chart-fallback")).to_contain_text(
-        f"{label_of(expected)} leads with"
+        f"{label_of(expected)} leads with +"
     )
     expect(page.locator("#chart-contributions .chart-fallback")).to_contain_text(
         "has the same numbers"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -68,7 +69,11 @@ def test_madr_drivers_come_from_the_answers(decision: Decision) -> None:
 def test_madr_options_are_the_stored_ranking_and_outcome_its_winner(decision: Decision) -> None:
     text = decision_to_madr(decision)
     ranking = decision.result["ranking"]
-    options = re.findall(r"^\* (.+?): score ", text.split("## Considered Options")[1], re.M)
+    options = re.findall(
+        r"^\* (.+?): (?:[+-]?[0-9.]+ points|ruled out)$",
+        text.split("## Considered Options")[1],
+        re.M,
+    )
     assert len(options) == len(ranking)
     for option, item in zip(options, ranking, strict=False):
         assert option.startswith(item["label"])
@@ -167,20 +172,36 @@ def test_madr_survives_an_empty_or_odd_stored_result(decision: Decision) -> None
     assert "No option was ranked." in decision_to_madr(decision)
 
 
-def test_scores_round_the_same_in_the_record_the_table_and_the_chart(decision: Decision) -> None:
+@pytest.mark.parametrize(
+    ("stored", "table", "record"),
+    [
+        # Half-way values round half up everywhere (round-half-even would give 2.2, 0.24).
+        ({"points": 2.25}, "+2.3", "+2.3 points"),
+        ({"points": -2.25}, "-2.3", "-2.3 points"),
+        # A result stored before points were kept shows its score, rounded the same way.
+        ({"points": None, "score": 0.245}, "0.25", "score 0.25"),
+    ],
+)
+def test_points_read_the_same_in_the_record_the_table_and_the_chart(
+    decision: Decision, stored: dict[str, Any], table: str, record: str
+) -> None:
     result = decision.result
-    result["ranking"][1]["score"] = 0.245  # half-way: 0.24 with round-half-even
+    for item in result["ranking"]:
+        if stored.get("points", 0) is None:
+            item.pop("points", None)
+    result["ranking"][1].update(stored)
     decision.result = result
+    decision.figures = None  # drawn again from the edited ranking
     decision.save()
     token = services.share_link_create(decision=decision)[1]
     label = result["ranking"][1]["label"]
-    record = Client().get(f"/s/{token}/decision.md").content.decode()
-    assert re.search(rf"^\* {re.escape(label)}( \([^)]*\))?: score 0\.25$", record, re.M)
+    text = Client().get(f"/s/{token}/decision.md").content.decode()
+    assert re.search(rf"^\* {re.escape(label)}( \([^)]*\))?: {re.escape(record)}$", text, re.M)
     page = Client().get(f"/s/{token}").content.decode()
-    table = page.split('<table class="ranking">')[1].split("</table>")[0]
-    assert re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)[1] == "0.25"
+    cells = page.split('<table class="ranking">')[1].split("</table>")[0]
+    assert re.findall(r'<td class="num">([-+0-9.]+|ruled out)</td>', cells)[1] == table
     figure = page.split('<script id="fig-ranking" type="application/json">')[1]
-    assert '"0.25"' in figure.split("</script>")[0]
+    assert f'"{table}"' in figure.split("</script>")[0]
 
 
 def _with_runner_up_duplicates(decision: Decision) -> list[str]:

@@ -394,7 +394,7 @@ def test_a_reason_resting_on_two_answers_is_split_between_them() -> None:
     }
 
 
-def test_ranking_chart_shows_the_same_scores_as_the_table(client: Client) -> None:
+def test_ranking_chart_shows_the_same_points_as_the_table(client: Client) -> None:
     from advisor import plots
 
     location = client.post("/", form_data())["Location"]
@@ -409,8 +409,13 @@ def test_ranking_chart_shows_the_same_scores_as_the_table(client: Client) -> Non
     assert bars["y"] == [item["label"] for item in decision.result["ranking"]]
     html = client.get(location).content.decode()
     table = html.split('<table class="ranking">')[1].split("</table>")[0]
-    cells = re.findall(r'<td class="num">([0-9.]+|ruled out)</td>', table)
+    cells = re.findall(r'<td class="num">([-+0-9.]+|ruled out)</td>', table)
     assert cells == bars["text"]
+    # People read points (for minus against), never the contract's 0..1 score.
+    assert [float(x) for x in bars["x"]] == [
+        0.0 if item["excluded"] else item["points"] for item in decision.result["ranking"]
+    ]
+    assert "out of 1" not in html
 
 
 @pytest.mark.parametrize(
