@@ -85,8 +85,8 @@ def _source(sid: str) -> dict[str, Any]:
     return dict(_SOURCES[sid])
 
 
-def _titled(text: str, sid: str) -> str:
-    return f"{text} [{KNOWLEDGE.sources[sid].title}]"
+def _titled(text: str, sid: str | None) -> str:
+    return text if sid is None else f"{text} [{KNOWLEDGE.sources[sid].title}]"
 
 
 def _readable(value: Any) -> str:

@@ -45,6 +45,9 @@ class Measurement(BaseModel):
     throughput_bps: float | None = Field(None, description="Bits per second, when measured.")
     tls_verified: bool | None = Field(None, description="None when the target has no TLS.")
     cert_expires_in_days: float | None = None
+    cert_lifetime_days: float | None = Field(
+        None, description="The certificate's whole validity period (not after - not before)."
+    )
 
     def where(self) -> str:
         """The measurement as a source: "grpc://h:50051 from eu-west, 2026-12-01 10:00 UTC"."""

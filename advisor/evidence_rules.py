@@ -278,6 +278,19 @@ def _tls_unverified(
             notes.apply(rule, m, notes.text(rule, m), m.method)
 
 
+def renewal_window_days(lifetime: float | None, fallback: float) -> float:
+    """How many days before expiry a certificate is due for renewal.
+
+    Let's Encrypt's integration guide: renew "when they have a third of their total
+    lifetime left", and halfway through for lifetimes under 10 days; 30 days of a 90-day
+    certificate. Lifetimes are shrinking (64 days, then 45), so a fixed 30 days would
+    flag every healthy short-lived certificate. Without a known lifetime, ``fallback``.
+    """
+    if lifetime is None or lifetime <= 0:
+        return fallback
+    return lifetime / 2 if lifetime < 10 else lifetime / 3
+
+
 def _cert_expiring(
     rule: EvidenceRule,
     usecase: UseCase,
@@ -285,10 +298,10 @@ def _cert_expiring(
     notes: _Notes,
     answered: set[str],
 ) -> None:
-    limit = rule.days if rule.days is not None else 30
+    fallback = rule.days if rule.days is not None else 30
     for m in measured:
         days = m.cert_expires_in_days
-        if days is None or days > limit:
+        if days is None or days > renewal_window_days(m.cert_lifetime_days, fallback):
             continue
         if days < 0:
             expiry = f"expired {max(1, int(-days))} days ago"

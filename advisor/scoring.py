@@ -221,7 +221,7 @@ class Attached:
     pred: Pred
     methods: frozenset[int]
     template: str
-    source: str
+    source: str | None  # None: a warning that checks the answers against each other
     names: tuple[str, ...]  # fields and derived values the template shows
     implementations: frozenset[str] | None = None
 

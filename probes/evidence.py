@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from advisor import engine
@@ -115,7 +116,19 @@ def measurement_of(job: ProbeJob) -> Measurement | None:
         throughput_bps=_number(result.get("throughput_bps")),
         tls_verified=verified if isinstance(verified, bool) else None,
         cert_expires_in_days=_number(tls.get("days_to_expiry")),
+        cert_lifetime_days=_lifetime_days(tls),
     )
+
+
+def _lifetime_days(tls: Mapping[str, Any]) -> float | None:
+    """The certificate's validity period in days, from the probe's not_before/not_after."""
+    try:
+        start = datetime.fromisoformat(str(tls["not_before"]))
+        end = datetime.fromisoformat(str(tls["not_after"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    days = (end - start).total_seconds() / 86400
+    return days if days > 0 else None
 
 
 def measurements_of(jobs: Iterable[ProbeJob]) -> list[Measurement]:

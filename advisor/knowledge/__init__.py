@@ -198,10 +198,13 @@ class Caveat(_Strict):
 
 
 class Warning_(_Strict):
+    """A warning about the answers. ``source`` is None only for a check of the answers
+    against each other (two answers that contradict), which rests on no outside fact."""
+
     id: str
     when: Condition
     text: str
-    source: str
+    source: str | None = None
 
 
 EvidenceKind = Literal[

@@ -910,7 +910,7 @@ IMPLEMENTATION_OWN_REASONS = [
     (
         {"interaction": "fire_and_forget", "constrained_devices": True, "inbound_blocked": True},
         "mqtt",
-        "MQTT clients connect out to the broker",
+        "MQTT clients always open the connection to the broker",
     ),
     (
         {"interaction": "fire_and_forget", "receiver_may_be_offline": True},
@@ -920,7 +920,7 @@ IMPLEMENTATION_OWN_REASONS = [
     (
         {"interaction": "fire_and_forget", "small_team": True, "receiver_may_be_offline": True},
         "redis_streams",
-        "A Redis Stream keeps its entries while a consumer group is down",
+        "A Redis Stream keeps its entries while consumers are down",
     ),
     (
         {"interaction": "fire_and_forget", "latency_ms": 5, "peers": "internal"},

@@ -223,6 +223,28 @@ def test_a_certificate_near_expiry_is_a_caveat(days: float, words: str | None) -
         assert words in caveat
 
 
+@pytest.mark.parametrize(
+    ("lifetime", "days", "flagged"),
+    [
+        # Let's Encrypt: renew with a third of the lifetime left (half under 10 days).
+        (90, 31, False),
+        (90, 29, True),
+        (45, 16, False),  # a healthy 45-day certificate is not 30 days from trouble
+        (45, 14, True),
+        (6, 3.5, False),
+        (6, 2.5, True),
+        (None, 29, True),  # lifetime unknown: 30 days
+        (None, 31, False),
+    ],
+)
+def test_a_certificate_is_due_with_a_third_of_its_lifetime_left(
+    lifetime: float | None, days: float, flagged: bool
+) -> None:
+    m = measured(scheme="grpcs", cert_expires_in_days=days, cert_lifetime_days=lifetime)
+    caveats = [c for c in row(advise(INTERNAL_CALL, m), "rpc").caveats if "certificate" in c]
+    assert bool(caveats) is flagged
+
+
 def test_evidence_travels_in_the_json_with_its_measurement() -> None:
     failed = measured(ok=False, failure="refused", succeeded=0, loss=1.0)
     data = recommend(parse_usecase(INTERNAL_CALL), evidence=[failed]).contract_json()

@@ -97,6 +97,46 @@ def test_a_measurement_carries_the_numbers_and_the_tls_facts() -> None:
     assert tls_facts({"banner": "SSH-2.0"}) == {}
 
 
+@pytest.mark.parametrize(
+    ("tls", "lifetime"),
+    [
+        # As probes/tlsinfo.py reports a certificate.
+        (
+            {
+                "days_to_expiry": 14,
+                "not_before": "2026-11-01T00:00:00+00:00",
+                "not_after": "2026-12-16T00:00:00+00:00",
+            },
+            45.0,
+        ),
+        (
+            {
+                "days_to_expiry": 14,
+                "not_before": "2026-12-16T00:00:00+00:00",
+                "not_after": "2026-11-01T00:00:00+00:00",
+            },
+            None,
+        ),
+        (
+            {
+                "days_to_expiry": 14,
+                "not_before": "yesterday",
+                "not_after": "2026-12-16T00:00:00+00:00",
+            },
+            None,
+        ),
+        ({"days_to_expiry": 12}, None),
+    ],
+)
+def test_the_certificate_lifetime_comes_from_its_validity_dates(
+    tls: dict[str, Any], lifetime: float | None
+) -> None:
+    result = {"ok": True, "samples": 1, "succeeded": 1, "loss": 0.0, "details": {"tls": tls}}
+    measurement = measurement_of(_job(result))
+    assert measurement is not None
+    assert measurement.cert_lifetime_days == lifetime
+
+
 def test_a_job_that_gave_up_is_no_evidence() -> None:
     assert measurement_of(_job({"ok": False, "error": "x"}, status=Status.FAILED)) is None
     failed = measurement_of(_job({"ok": False, "samples": 3, "error": "connection refused"}))
