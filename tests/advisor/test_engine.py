@@ -944,3 +944,23 @@ def test_a_named_implementation_gives_its_own_reasons(
     assert any(own in reason for reason in broker["reasons"]), broker["reasons"]
     # Another implementation's own words never stand for this one (source titles aside).
     assert not any("Kafka" in reason.rsplit(" [", 1)[0] for reason in broker["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("doc", "impl"),
+    [
+        (
+            {"interaction": "file_transfer", "file_bytes": 200_000_000_000, "firewall": "ssh_only"},
+            "sftp",
+        ),
+        ({"interaction": "file_transfer", "file_bytes": 50_000_000, "peers": "partner"}, "sftp"),
+    ],
+)
+def test_an_sftp_pick_gives_sftps_reasons_not_ftps(doc: dict[str, Any], impl: str) -> None:
+    ranking = recommend_json(parse_usecase({"version": 1, **doc}), explain_changes=False)["ranking"]
+    files = next(r for r in ranking if r["method"] == "file_transfer")
+    assert files["implementation"] == impl
+    texts = [reason.rsplit(" [", 1)[0] for reason in files["reasons"]]
+    assert any("sftp can continue an interrupted transfer" in t for t in texts), texts
+    # FTP's restart markers are FTP's: they say nothing about an SFTP transfer.
+    assert not any("FTP can restart" in t or "FTP was made" in t for t in texts), texts
