@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import textwrap
 from functools import lru_cache
 from typing import Any
 
@@ -80,6 +81,10 @@ def field_contributions(ranking: list[MethodResult], top: int = TOP_N) -> dict[s
     }
 
 
+def _wrapped(label: str, width: int = 22) -> str:
+    return "<br>".join(textwrap.wrap(label, width)) or label
+
+
 def contribution_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
     """Heatmap: rows are answers, columns the best methods, colour the points given."""
     table = field_contributions(ranking)
@@ -91,12 +96,15 @@ def contribution_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
         go.Heatmap(
             z=z,
             x=table["methods"],
-            y=table["labels"],
+            # Long answer labels wrap, so the cells keep room for their numbers.
+            y=[_wrapped(label) for label in table["labels"]],
             zmid=0,
             zmin=-peak,
             zmax=peak,
             colorscale="RdBu",
-            texttemplate="%{z:+.2f}",
+            # static/js/charts.js draws the cells and writes their points as the
+            # tables do ("+3.5", "-1"; blank where an answer did not count).
+            texttemplate="%{z:+.1f}",
             hovertemplate="%{y} → %{x}: %{z:+.2f}<extra></extra>",
             colorbar={"title": {"text": "points"}, "thickness": 12},
         )
@@ -105,7 +113,7 @@ def contribution_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
         template="none",
         font=_FONT,
         # Rows of about 30 px plus room for the slanted method names below them.
-        height=max(260, 48 + 30 * len(table["fields"])) + 90,
+        height=max(260, 48 + 36 * len(table["fields"])) + 90,
         margin={"l": 150, "r": 10, "t": 10, "b": 40},
         # Every answer labelled: plotly otherwise drops category labels it thinks
         # crowd each other, and a row without its answer means nothing.
@@ -145,10 +153,18 @@ def ranking_figure(ranking: list[MethodResult]) -> dict[str, Any] | None:
             hovertemplate="%{y}: %{text}<extra></extra>",
         )
     )
+    # Room beyond the longest bar on either side for its label, so a label never
+    # runs into the method names.
+    low, high = min(0.0, *values), max(0.0, *values)
+    pad = 0.18 * (high - low) + 0.5
     axis: dict[str, Any] = (
         {"range": [0, 1.05], "title": {"text": "score (0 to 1)"}}
         if legacy
-        else {"title": {"text": "points: for minus against"}, "zeroline": True}
+        else {
+            "range": [low - pad if low < 0 else 0, high + pad],
+            "title": {"text": "points: for minus against"},
+            "zeroline": True,
+        }
     )
     fig.update_layout(
         template="none",

@@ -41,8 +41,12 @@
     return parseColour(scale[scale.length - 1][1]);
   }
 
+  // Points as the page's tables write them: one decimal, no trailing ".0" ("+3.5",
+  // "-1"); an answer that did not count for a method leaves its cell blank.
   function signed(v) {
-    return (v > 0 ? "+" : v < 0 ? "\u2212" : "") + Math.abs(v).toFixed(2);
+    var r = Math.round(Math.abs(v) * 10) / 10;
+    if (r === 0) return "";
+    return (v > 0 ? "+" : "-") + String(r);
   }
 
   // A heatmap drawn as coloured rectangles (layout shapes) under a text trace.
