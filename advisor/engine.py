@@ -286,6 +286,13 @@ def _method_results(
     return results
 
 
+def _lower_first(label: str) -> str:
+    """A label inside a sentence: "A REST API" -> "a REST API"; "SOAP web services" stays."""
+    if label[1:2].isupper():
+        return label
+    return label[:1].lower() + label[1:]
+
+
 def _points(margin: float) -> str:
     return "1 point" if margin == 1 else f"{margin:g} points"
 
@@ -309,7 +316,7 @@ def _confidence(state: State, ranked: list[int], c: Compiled) -> dict[str, Any]:
             interface = vocabulary.FIELDS["existing_interface"].choice_label(
                 state.values["existing_interface"]
             )
-            interface = interface[:1].lower() + interface[1:]
+            interface = _lower_first(interface)
             text = f"The other side already speaks it ({interface}) and that cannot change."
         elif margin >= CLEAR_MARGIN:
             level = "clear"
@@ -334,7 +341,7 @@ def _adapter_warnings(state: State, c: Compiled) -> list[str]:
     values = state.values
     interface = values["existing_interface"]
     spoken = vocabulary.FIELDS["existing_interface"].choice_label(interface)
-    spoken = spoken[:1].lower() + spoken[1:]
+    spoken = _lower_first(spoken)
     out = []
     for adapter in c.adapters:
         if interface in adapter.interfaces and adapter.pred(values):

@@ -13,16 +13,18 @@ The hard constraints of issue 8, checked on every document hypothesis draws:
   command nothing that dials it unless its side holds the session (a device
   session, a reverse SSH tunnel); files, events and streams it may pull or poll;
 - UDP is never first with exactly-once delivery or datagrams over 65,507 bytes;
-- an existing interface that cannot change is spoken by the first pick, unless it
-  conflicts with another hard constraint, and then ``Recommendation.conflicts`` says so.
+- an existing interface that cannot change is spoken by the first pick, unless another
+  hard constraint rules its method out, and then a warning says plainly that none can
+  speak it and what adapter it takes (``Recommendation.conflicts`` lists the answers
+  only when nothing at all is feasible).
 
 A first pick may break a constraint only when nothing can meet them all, and then
 the report must list the conflict. Monotonicity: answers that can only strengthen
 a method's case never lower its standing (its place in the ranking).
 
-Properties the engine breaks today are strict xfails with the class of error
-(issue 8), each with an ``@example`` that breaks it today, so they fail the day the
-engine is fixed and can be unmarked. Runs are derandomized so they are repeatable.
+A property the engine broke would be a strict xfail with the class of error and an
+``@example`` that breaks it; none is left. Runs are derandomized so they are
+repeatable.
 """
 
 from __future__ import annotations
@@ -183,16 +185,28 @@ def test_udp_not_first_with_exactly_once_even_when_it_looks_like_telemetry(
     assert advise(doc).ranking[0].method != "udp"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: an existing interface that cannot change is overridden without a "
-    "conflict being reported",
-)
 @SETTINGS
 @given(documents.filter(lambda d: d.get("existing_interface", "none") != "none"))
 @example({"interaction": "streaming", "existing_interface": "soap"})
-def test_existing_interface_is_honoured_or_the_conflict_reported(doc: dict[str, Any]) -> None:
-    _assert_feasible_or_conflict(doc, "existing_interface")
+@example({"interaction": "request_response", "existing_interface": "rest", "inbound_blocked": True})
+def test_existing_interface_is_honoured_or_the_report_says_what_adapter_it_takes(
+    doc: dict[str, Any],
+) -> None:
+    # Issue 8: "the first pick speaks it, or the report says plainly that none can and
+    # what adapter it takes". A conflict (nothing feasible) is reported only when no
+    # method meets the other hard constraints either.
+    rec = advise(doc)
+    interface = doc["existing_interface"]
+    if rec.ranking[0].method in SPEAKS[interface]:
+        assert rec.ranking[0].feasible or rec.conflicts
+        return
+    speaker = next(r for r in rec.ranking if r.method in SPEAKS[interface])
+    assert not speaker.feasible, f"{speaker.method} speaks {interface}, is feasible, not first"
+    plain = [w for w in rec.warnings if "cannot change, but" in w and "ruled out here" in w]
+    assert plain or rec.conflicts, rec.warnings
+    if plain:
+        # ... and what it takes: every adapter text (and the fallback) says "it takes".
+        assert "it takes" in plain[0], plain
 
 
 @SETTINGS
