@@ -964,3 +964,15 @@ def test_an_sftp_pick_gives_sftps_reasons_not_ftps(doc: dict[str, Any], impl: st
     assert any("sftp can continue an interrupted transfer" in t for t in texts), texts
     # FTP's restart markers are FTP's: they say nothing about an SFTP transfer.
     assert not any("FTP can restart" in t or "FTP was made" in t for t in texts), texts
+
+
+def test_an_https_upload_pick_says_how_a_large_upload_survives_a_failure() -> None:
+    # Range requests resume downloads only (RFC 9110 defines them for GET): an upload
+    # pick must not lean on them, and says how a large upload recovers instead.
+    doc = {"interaction": "file_transfer", "file_bytes": 50_000_000_000, "firewall": "http_only"}
+    ranking = recommend_json(parse_usecase({"version": 1, **doc}), explain_changes=False)["ranking"]
+    top = ranking[0]
+    assert (top["method"], top["implementation"]) == ("http", "https_upload")
+    texts = [reason.rsplit(" [", 1)[0] for reason in top["reasons"]]
+    assert any("in parts" in t and "sent again" in t for t in texts), texts
+    assert not any("range requests resume downloads" in t for t in texts), texts
