@@ -25,37 +25,16 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 from advisor.engine import recommend
+from advisor.knowledge import KNOWLEDGE
+from advisor.knowledge import METHODS as KNOWLEDGE_METHODS
 from advisor.recommendation import Recommendation
 from advisor.usecase import parse_usecase
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "expert"
 
-METHODS = frozenset(
-    [
-        "http",
-        "rest",
-        "soap",
-        "graphql",
-        "rpc",
-        "websocket",
-        "message_queue",
-        "tcp",
-        "udp",
-        "file_transfer",
-        "ssh",
-    ]
-)
-PATTERNS = frozenset(
-    [
-        "async_request_reply",
-        "claim_check",
-        "webhook_queue",
-        "notify_download",
-        "grpc_web",
-        "device_session",
-        "ssh_tunnel",
-    ]
-)
+# A case may name only what the engine knows: its method ids and its patterns' ids.
+METHODS = frozenset(KNOWLEDGE_METHODS)
+PATTERNS = frozenset(pattern.id for pattern in KNOWLEDGE.stages.patterns)
 CASE_KEYS = frozenset({"title", "industry", "usecase", "expect", "why", "source"})
 EXPECT_KEYS = frozenset({"method", "also_ok", "not_in_top3", "implementation", "pattern"})
 
