@@ -43,17 +43,7 @@ def settings_under(env: dict[str, str]) -> dict[str, object]:
         "'broker_connection_timeout': s.CELERY_BROKER_CONNECTION_TIMEOUT, "
         "'broker': s.CELERY_BROKER_URL}))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=production_env(**{"DJANGO_SECRET_KEY": PRODUCTION_KEY, **env}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return _json_of(code, production_env(**{"DJANGO_SECRET_KEY": PRODUCTION_KEY, **env}))
 
 
 def production_settings(env: dict[str, str], *names: str) -> dict[str, object]:
@@ -61,10 +51,15 @@ def production_settings(env: dict[str, str], *names: str) -> dict[str, object]:
         "import json, django; django.setup(); from django.conf import settings as s; "
         f"print(json.dumps({{n: getattr(s, n, None) for n in {list(names)!r}}}))"
     )
+    return _json_of(code, production_env(**env))
+
+
+def _json_of(code: str, env: dict[str, str]) -> dict[str, object]:
+    """What ``code``, run in a fresh Python process with ``env``, prints as JSON."""
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env=production_env(**env),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
