@@ -119,18 +119,21 @@ class MethodResult(_Model):
         """
         if self.excluded:
             return "ruled out"
-        if self.points is None or not math.isfinite(self.points):
-            return _two_places(self.score)
-        return _signed(self.points)
+        points = self._shown_points
+        return _two_places(self.score) if points is None else _signed(points)
 
     @property
     def standing(self) -> str:
         """The same in a sentence's words: "+9.5 points", "ruled out", "score 0.91"."""
+        text = self.points_text
         if self.excluded:
-            return "ruled out"
-        if self.points is None or not math.isfinite(self.points):
-            return f"score {_two_places(self.score)}"
-        return f"{_signed(self.points)} points"
+            return text
+        return f"score {text}" if self._shown_points is None else f"{text} points"
+
+    @property
+    def _shown_points(self) -> float | None:
+        # None for a result stored before points were kept (or a non-finite value).
+        return self.points if self.points is not None and math.isfinite(self.points) else None
 
     @model_validator(mode="before")
     @classmethod
