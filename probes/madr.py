@@ -83,15 +83,11 @@ def evidence_markdown(decision: Decision, limit: int = 5) -> str:
                 "|---|---|---|---|---|",
             ]
             for row in compare:
-                before = markdown_text(row["before_label"]) + (
-                    " (ruled out)" if row["before_excluded"] else ""
-                )
-                after = markdown_text(row["after_label"]) + (
-                    " (ruled out)" if row["after_excluded"] else ""
-                )
+                # A ruled-out method says so in its points column ("ruled out").
                 out.append(
-                    f"| {row['rank']} | {before} | {row['before_points']} "
-                    f"| {after} | {row['after_points']} |"
+                    f"| {row['rank']} | {markdown_text(row['before_label'])} "
+                    f"| {row['before_points']} "
+                    f"| {markdown_text(row['after_label'])} | {row['after_points']} |"
                 )
         warnings = selectors.new_warnings(decision.result, run.advice)
         if warnings:

@@ -206,10 +206,8 @@ def advice_compare(
                 "rank": rank,
                 "before_label": old.get("label") or old.get("method"),
                 "before_points": points_text_of(old),
-                "before_excluded": bool(old.get("excluded")),
                 "after_label": new.get("label") or new.get("method"),
                 "after_points": points_text_of(new),
-                "after_excluded": bool(new.get("excluded")),
                 "changed": old.get("method") != new.get("method")
                 or old.get("score") != new.get("score")
                 or old.get("points") != new.get("points")

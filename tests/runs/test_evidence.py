@@ -188,3 +188,23 @@ def test_a_url_names_the_method_the_decision_ranks_highest_among_those_it_can_te
     assert targets.method_for("https", ranking, "rest") == ("rest", None)
     assert targets.method_for("grpc", ranking, "rest") == ("rpc", "grpc")
     assert targets.method_for("mqtt", ranking) == ("message_queue", "mqtt")
+
+
+def test_the_before_and_after_table_reads_points_and_says_ruled_out() -> None:
+    from probes.selectors import advice_compare
+
+    def ranking(rpc_points: float) -> dict[str, Any]:
+        return {
+            "ranking": [
+                {"method": "rpc", "label": "RPC", "score": 0.7, "points": rpc_points},
+                {"method": "udp", "label": "UDP", "score": 0.0, "points": None, "excluded": True},
+            ]
+        }
+
+    same = advice_compare(ranking(3.5), ranking(3.5))
+    assert [(r["before_points"], r["after_points"], r["changed"]) for r in same] == [
+        ("+3.5", "+3.5", False),
+        ("ruled out", "ruled out", False),
+    ]
+    moved = advice_compare(ranking(3.5), ranking(1.25))
+    assert (moved[0]["after_points"], moved[0]["changed"]) == ("+1.3", True)
