@@ -601,8 +601,7 @@ def _ranked(position: int | None, item: dict[str, Any]) -> dict[str, Any] | None
         return None
     return {
         "position": position,
-        "points": points_text_of(item),
-        "excluded": bool(item.get("excluded")),
+        "points": points_text_of(item),  # "ruled out" for a method ruled out
         "implementation": item.get("implementation"),
     }
 
